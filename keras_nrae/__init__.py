@@ -1,0 +1,10 @@
+"""keras-nrae: Neighborhood Reconstructing Autoencoders (Lee, Kwon & Park, NeurIPS 2021) for Keras."""
+
+from keras_nrae._backend import require_tensorflow_backend
+
+require_tensorflow_backend()
+
+from keras_nrae import kernels, losses, taylor  # noqa: E402
+from keras_nrae.model import NeighborhoodReconstructionModel  # noqa: E402
+
+__version__ = "0.1.0"

@@ -1,0 +1,198 @@
+"""The neighbourhood reconstruction loss as plain functions and a Keras layer.
+
+For a centre x with code z = g(x) and M neighbour slots x'_m with codes
+z'_m = g(x'_m), slot m is reconstructed by the decoder's Taylor expansion
+around z, evaluated at dz_m = z'_m − z:
+
+    x̃'_m = f(z) + J_f(z) dz_m [+ ½ dz_mᵀ H_f(z) dz_m]      (order 1 | order 2)
+    e_m  = ‖x'_m − x̃'_m‖²   (summed over features)
+
+and the loss is the mean over the B centres of each centre's kernel-weighted
+mean error:
+
+    L = 1/B Σ_b  Σ_m w_bm e_bm / Σ_m w_bm
+
+Normalising per centre keeps the loss independent of how a global batch is
+split across replicas, and makes a kernel that only weighs the centre
+(`Binary(lam=0)` with the centre in slot 0) exactly the plain autoencoder loss
+1/B Σ_b ‖x_b − f(g(x_b))‖². A centre whose weights are all 0 contributes 0.
+"""
+
+from typing import Callable, Optional, Union
+
+import keras
+import tensorflow as tf
+
+from keras_nrae import kernels as kernels_lib
+from keras_nrae.taylor import taylor_terms
+
+Flag = Union[bool, tf.Tensor]
+
+
+def _sum_over_features(t: tf.Tensor) -> tf.Tensor:
+    """(B, M, *shape) -> (B, M)."""
+    return tf.reduce_sum(t, axis=list(range(2, t.shape.rank)))
+
+
+def _expansion(value, first, second, dtype):
+    out = tf.cast(value, dtype)[:, None] + tf.cast(first, dtype)
+    if second is not None:
+        out += 0.5 * tf.cast(second, dtype)
+    return out
+
+
+def _check_output_shape(value: tf.Tensor, targets: tf.Tensor) -> None:
+    if value.shape[1:] != targets.shape[2:]:
+        raise ValueError(
+            f"The decoder's output shape {tuple(value.shape[1:])} does not match "
+            f"the data's per-example shape {tuple(targets.shape[2:])}: the "
+            f"decoder must reconstruct inputs of the same shape."
+        )
+
+
+def _slot_errors(fn, primal, tangents, targets, order, center_first, vectorize):
+    if not center_first:
+        value, first, second = taylor_terms(fn, primal, tangents, order, vectorize)
+        _check_output_shape(value, targets)
+        recon = _expansion(value, first, second, targets.dtype)
+    elif tangents.shape[1] == 1:
+        value = fn(primal)
+        _check_output_shape(value, targets)
+        recon = tf.cast(value, targets.dtype)[:, None]
+    else:
+        value, first, second = taylor_terms(
+            fn, primal, tangents[:, 1:], order, vectorize
+        )
+        _check_output_shape(value, targets)
+        recon = tf.concat(
+            [
+                tf.cast(value, targets.dtype)[:, None],
+                _expansion(value, first, second, targets.dtype),
+            ],
+            axis=1,
+        )
+    return value, _sum_over_features(tf.math.squared_difference(targets, recon))
+
+
+def taylor_reconstruction_errors(
+    fn: Callable[[tf.Tensor], tf.Tensor],
+    primal: tf.Tensor,
+    tangents: tf.Tensor,
+    targets: tf.Tensor,
+    order: int = 1,
+    center_first: Flag = False,
+    vectorize: bool = True,
+):
+    """Squared error of every slot's Taylor reconstruction.
+
+    Args:
+      fn: the map being expanded, (B, *in) -> (B, *out).
+      primal: (B, *in) expansion points.
+      tangents: (B, M, *in) displacements from the primal.
+      targets: (B, M, *out) what each slot should reconstruct.
+      order: 1 or 2.
+      center_first: slot 0 holds the centre itself (tangent 0). Its error is
+        the plain ‖targets[:, 0] − fn(primal)‖² and no Taylor term is computed
+        for it. A Python bool, or a scalar bool tensor (then `tf.cond`).
+      vectorize: see `keras_nrae.taylor.taylor_terms`.
+
+    Returns:
+      (fn(primal) (B, *out), errors (B, M)) with errors in `targets.dtype`.
+    """
+    args = (fn, primal, tangents, targets, order)
+    if isinstance(center_first, bool):
+        return _slot_errors(*args, center_first, vectorize)
+    return tf.cond(
+        center_first,
+        lambda: _slot_errors(*args, True, vectorize),
+        lambda: _slot_errors(*args, False, vectorize),
+    )
+
+
+def weighted_mean(errors: tf.Tensor, weights: Optional[tf.Tensor] = None) -> tf.Tensor:
+    """1/B Σ_b (Σ_m w_bm e_bm / Σ_m w_bm); weights None means all ones."""
+    if weights is None:
+        return tf.reduce_mean(errors)
+    weights = tf.stop_gradient(tf.cast(weights, errors.dtype))
+    per_centre = tf.math.divide_no_nan(
+        tf.reduce_sum(weights * errors, axis=1), tf.reduce_sum(weights, axis=1)
+    )
+    return tf.reduce_mean(per_centre)
+
+
+def _check_latent_shapes(z, z_neighbors, x_neighbors, weights):
+    if z.shape.rank != 2:
+        raise ValueError(f"z must be (B, d), got shape {z.shape}.")
+    if z_neighbors.shape.rank != 3:
+        raise ValueError(f"z_neighbors must be (B, M, d), got shape {z_neighbors.shape}.")
+    if z_neighbors.shape[2] != z.shape[1]:
+        raise ValueError(
+            f"Latent size mismatch: z is {z.shape} but z_neighbors is "
+            f"{z_neighbors.shape} (last axes differ)."
+        )
+    if x_neighbors.shape.rank is None or x_neighbors.shape.rank < 3:
+        raise ValueError(
+            f"x_neighbors must be (B, M, *shape), got shape {x_neighbors.shape}."
+        )
+    if x_neighbors.shape[1] != z_neighbors.shape[1]:
+        raise ValueError(
+            f"Neighbour count mismatch: z_neighbors has M={z_neighbors.shape[1]} "
+            f"slots but x_neighbors has M={x_neighbors.shape[1]}."
+        )
+    if weights is not None and weights.shape != z_neighbors.shape[:2]:
+        raise ValueError(
+            f"weights must be (B, M) = {tuple(z_neighbors.shape[:2])}, got "
+            f"{tuple(weights.shape)}."
+        )
+
+
+def neighborhood_reconstruction_loss(
+    decoder: Callable[[tf.Tensor], tf.Tensor],
+    z: tf.Tensor,
+    z_neighbors: tf.Tensor,
+    x_neighbors: tf.Tensor,
+    weights: Optional[tf.Tensor] = None,
+    order: int = 1,
+    center_first: Flag = False,
+    return_errors: bool = False,
+    vectorize: bool = True,
+):
+    """NRAE loss (module docstring) from codes; differentiable in z, z_neighbors and the decoder.
+
+    Args:
+      decoder: (B, d) -> (B, *shape), e.g. a Keras model.
+      z: (B, d) codes of the centres.
+      z_neighbors: (B, M, d) codes of the neighbours.
+      x_neighbors: (B, M, *shape) the neighbours themselves.
+      weights: (B, M) kernel weights, or None for all ones.
+      order: 1 (NRAE-L) or 2 (NRAE-Q).
+      center_first: slot 0 is the centre itself; skips its Taylor term (the
+        result is the same, only cheaper). Bool or scalar bool tensor.
+      return_errors: also return the per-slot errors e (B, M).
+      vectorize: see `keras_nrae.taylor.taylor_terms`.
+
+    Returns:
+      The scalar loss, or (loss, errors) with `return_errors=True`.
+    """
+    z = tf.convert_to_tensor(z)
+    z_neighbors = tf.convert_to_tensor(z_neighbors)
+    x_neighbors = tf.convert_to_tensor(x_neighbors)
+    if weights is not None:
+        weights = tf.convert_to_tensor(weights)
+    _check_latent_shapes(z, z_neighbors, x_neighbors, weights)
+    _, errors = taylor_reconstruction_errors(
+        decoder,
+        z,
+        z_neighbors - z[:, None],
+        x_neighbors,
+        order,
+        center_first,
+        vectorize,
+    )
+    loss = weighted_mean(errors, weights)
+    return (loss, errors) if return_errors else loss
+
+
+def squared_distances(x: tf.Tensor, x_neighbors: tf.Tensor) -> tf.Tensor:
+    """‖x_b − x'_bm‖² (B, M) for x (B, *shape) and x_neighbors (B, M, *shape)."""
+    return _sum_over_features(tf.math.squared_difference(x_neighbors, x[:, None]))
