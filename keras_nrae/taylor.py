@@ -116,4 +116,8 @@ def taylor_terms(
                 type(e).__name__,
                 str(e)[:200],
             )
+    if order == 2 and not tf.inside_function():
+        # Nested accumulators under an eager GradientTape lose gradients
+        # ("returned too few gradients"); a graph keeps them.
+        return tf.function(_repeated)(fn, primal, tangents, order)
     return _repeated(fn, primal, tangents, order)
