@@ -196,3 +196,81 @@ def neighborhood_reconstruction_loss(
 def squared_distances(x: tf.Tensor, x_neighbors: tf.Tensor) -> tf.Tensor:
     """‖x_b − x'_bm‖² (B, M) for x (B, *shape) and x_neighbors (B, M, *shape)."""
     return _sum_over_features(tf.math.squared_difference(x_neighbors, x[:, None]))
+
+
+@keras.saving.register_keras_serializable(package="keras_nrae")
+class NeighborhoodReconstructionLoss(keras.layers.Layer):
+    """The NRAE loss as a layer, for models that collect losses with `add_loss`.
+
+    `layer(x, x_neighbors, z, z_neighbors)` weighs slot m of centre b with
+    `kernel(‖x_b − x'_bm‖²)`, evaluates `neighborhood_reconstruction_loss`
+    with the layer's decoder and order, adds `weight · loss` with `add_loss`
+    (so a subclassed model's default `compute_loss` minimises it) and returns
+    the unweighted scalar loss (for logging, or for a hand-written total).
+
+    Pass the decoder object your model reconstructs with: the layer tracks it,
+    so its variables are shared, not copied. Inputs are not autocast (the loss
+    is computed in the data's dtype, also under mixed precision) unless
+    `autocast=True` is passed.
+
+    Args:
+      decoder: Keras model f, (B, d) -> (B, *shape).
+      order: 1 (NRAE-L) or 2 (NRAE-Q).
+      kernel: a `keras_nrae.kernels` kernel, its name or config. Default
+        `Binary(lam=1.0)`, i.e. every slot weighs 1.
+      weight: factor on the loss given to `add_loss`.
+      **layer_kwargs: `keras.layers.Layer` arguments (name, dtype, ...).
+    """
+
+    def __init__(
+        self,
+        decoder: keras.Model,
+        order: int = 1,
+        kernel: Union[None, str, dict, kernels_lib.Kernel] = None,
+        weight: float = 1.0,
+        **layer_kwargs,
+    ):
+        layer_kwargs.setdefault("autocast", False)
+        super().__init__(**layer_kwargs)
+        if order not in (1, 2):
+            raise ValueError(f"order must be 1 (NRAE-L) or 2 (NRAE-Q), got {order!r}.")
+        self.decoder = decoder
+        self.order = order
+        self.kernel = kernels_lib.get(kernel)
+        self.weight = float(weight)
+
+    def call(self, x, x_neighbors, z, z_neighbors, center_first: Flag = False):
+        """Scalar loss for x (B, *shape), x_neighbors (B, M, *shape), z (B, d), z_neighbors (B, M, d).
+
+        `center_first=True` when slot 0 holds the centre itself (the
+        pipeline's `include_center`): same loss, one Taylor term fewer.
+        """
+        if x_neighbors.shape.rank != x.shape.rank + 1 or x_neighbors.shape[2:] != x.shape[1:]:
+            raise ValueError(
+                f"x_neighbors must be (B, M, *x.shape[1:]) with x of shape "
+                f"{tuple(x.shape)}, got {tuple(x_neighbors.shape)}."
+            )
+        weights = self.kernel(squared_distances(x, x_neighbors))
+        loss = neighborhood_reconstruction_loss(
+            self.decoder, z, z_neighbors, x_neighbors, weights, self.order, center_first
+        )
+        self.add_loss(self.weight * loss)
+        return loss
+
+    def compute_output_shape(self, *input_shapes):
+        return ()
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "decoder": keras.saving.serialize_keras_object(self.decoder),
+            "order": self.order,
+            "kernel": kernels_lib.serialize(self.kernel),
+            "weight": self.weight,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["decoder"] = keras.saving.deserialize_keras_object(config["decoder"])
+        return cls(**config)
