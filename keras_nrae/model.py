@@ -57,7 +57,162 @@ def _check_batch(x: tf.Tensor, neighbors: Optional[tf.Tensor]) -> None:
 
 
 @keras.saving.register_keras_serializable(package="keras_nrae")
-class NeighborhoodReconstructionModel(keras.Model):
+class Autoencoder(keras.Model):
+    """A plain autoencoder f∘g, and the base of every model in keras_nrae.
+
+    Minimises 1/B Σ_b ‖x_b − f(g(x_b))‖² (summed over features). Batches are
+    tensors, (x, y) tuples or `{"x": ...}` dicts; `evaluate` reports the
+    per-pixel `reconstruction_mse`. Subclasses change the training loss
+    (`_plain_loss`) and, when the encoder's output is not the code itself,
+    `_code` and `_latent_shape`.
+
+    Args:
+      encoder: Keras model g, (B, *shape) -> (B, d).
+      decoder: Keras model f, (B, d) -> (B, *shape).
+    """
+
+    def __init__(self, encoder: keras.Model, decoder: keras.Model, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.encoder = encoder
+        self.decoder = decoder
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.mse_tracker = keras.metrics.Mean(name="reconstruction_mse")
+        input_shape = getattr(encoder, "input_shape", None) if encoder.built else None
+        if input_shape is not None:
+            self.build(input_shape)
+
+    # -- building and calling ------------------------------------------------
+
+    def build(self, input_shape):
+        if isinstance(input_shape, dict):
+            input_shape = input_shape["x"]
+        input_shape = tuple(input_shape)
+        if not self.encoder.built:
+            self.encoder.build(input_shape)
+        latent_shape = self._latent_shape(tuple(self.encoder.compute_output_shape(input_shape)))
+        if not self.decoder.built:
+            self.decoder.build(latent_shape)
+        output_shape = tuple(self.decoder.compute_output_shape(latent_shape))
+        if output_shape[1:] != input_shape[1:]:
+            raise ValueError(
+                f"The decoder's output shape {output_shape[1:]} does not match the "
+                f"input shape {input_shape[1:]}: the decoder must reconstruct "
+                f"inputs of the same shape."
+            )
+        super().build(input_shape)
+
+    def _latent_shape(self, encoder_output_shape: tuple) -> tuple:
+        """The decoder's input shape given the encoder's output shape."""
+        return encoder_output_shape
+
+    def _code(self, encoder_output: tf.Tensor) -> tf.Tensor:
+        """The code z (B, d) given the encoder's output."""
+        return encoder_output
+
+    def call(self, inputs, training=None):
+        """f(g(x)) for x (B, *shape), or a {"x": ...} batch."""
+        x = inputs["x"] if isinstance(inputs, dict) else inputs
+        return self.decoder(self._code(self.encoder(x, training=training)), training=training)
+
+    def encode(self, x, batch_size: int = 1024) -> tf.Tensor:
+        """g(x) (N, d) for x (N, *shape), numpy or tensor, in chunks of `batch_size`."""
+        return self._code(self._map_in_chunks(self.encoder, x, batch_size))
+
+    def decode(self, z, batch_size: int = 1024) -> tf.Tensor:
+        """f(z) (N, *shape) for codes z (N, d), numpy or tensor, in chunks of `batch_size`."""
+        return self._map_in_chunks(self.decoder, z, batch_size)
+
+    @staticmethod
+    def _map_in_chunks(layer, x, batch_size):
+        x = tf.convert_to_tensor(x)
+        chunks = [
+            layer(x[i : i + batch_size], training=False)
+            for i in range(0, int(x.shape[0]), batch_size)
+        ]
+        return tf.concat(chunks, axis=0)
+
+    # -- the loss --------------------------------------------------------------
+
+    def _plain_loss(self, x):
+        """The training loss of a batch x (B, *shape) without neighbours."""
+        x_hat = tf.cast(self(x, training=True), x.dtype)
+        return weighted_mean(squared_distances(x, x_hat[:, None]))
+
+    # -- Keras hooks -----------------------------------------------------------
+
+    def compile(self, optimizer="adam", **kwargs):
+        for unsupported in ("loss", "loss_weights"):
+            if kwargs.get(unsupported) is not None:
+                raise ValueError(
+                    f"{type(self).__name__} defines its own loss; do not pass "
+                    f"{unsupported}= to compile()."
+                )
+        super().compile(optimizer=optimizer, **kwargs)
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.mse_tracker]
+
+    def train_step(self, data):
+        x, neighbors = _split_batch(data)
+        _check_batch(x, neighbors)
+        loss, gradients = self._training_loss_and_gradients(x, neighbors)
+        self.optimizer.apply(gradients, self.trainable_variables)
+        self.loss_tracker.update_state(loss)
+        return {"loss": self.loss_tracker.result()}
+
+    def _training_loss_and_gradients(self, x, neighbors):
+        """Neighbours, if any, are ignored: the loss is `_plain_loss(x)`."""
+        return self._loss_and_gradients(self._plain_loss, x)
+
+    def _loss_and_gradients(self, loss_fn, *args):
+        """(loss, dense gradients); the gradient is of loss / num_replicas."""
+        variables = self.trainable_variables
+        with tf.GradientTape() as tape:
+            loss = loss_fn(*args)
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            scaled = self.optimizer.scale_loss(loss / replicas)
+        gradients = tape.gradient(scaled, variables)
+        return loss, [
+            tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
+            for g, v in zip(gradients, variables)
+        ]
+
+    def test_step(self, data):
+        x, neighbors = _split_batch(data)
+        _check_batch(x, neighbors)
+        x_hat = tf.cast(self(x, training=False), x.dtype)
+        self.mse_tracker.update_state(tf.reduce_mean(tf.math.squared_difference(x, x_hat)))
+        self.loss_tracker.update_state(self._test_loss(x, x_hat, neighbors))
+        return {m.name: m.result() for m in self.metrics}
+
+    def _test_loss(self, x, x_hat, neighbors):
+        """The deterministic reconstruction loss 1/B Σ_b ‖x_b − x̂_b‖²."""
+        return weighted_mean(squared_distances(x, x_hat[:, None]))
+
+    def predict_step(self, data):
+        x, _ = _split_batch(data)
+        return self(x, training=False)
+
+    # -- serialization ---------------------------------------------------------
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "encoder": keras.saving.serialize_keras_object(self.encoder),
+            "decoder": keras.saving.serialize_keras_object(self.decoder),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("encoder", "decoder"):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="keras_nrae")
+class NeighborhoodReconstructionModel(Autoencoder):
     """An autoencoder f∘g trained with the neighbourhood reconstruction loss.
 
     Batches are `{"x": (B, *shape), "neighbors": (B, M, *shape)}` (see
@@ -84,63 +239,14 @@ class NeighborhoodReconstructionModel(keras.Model):
         expand: str = "decoder",
         **kwargs: Any,
     ):
-        super().__init__(**kwargs)
         if order not in (1, 2):
             raise ValueError(f"order must be 1 (NRAE-L) or 2 (NRAE-Q), got {order!r}.")
         if expand not in _EXPANDS:
             raise ValueError(f"expand must be one of {_EXPANDS}, got {expand!r}.")
-        self.encoder = encoder
-        self.decoder = decoder
+        super().__init__(encoder, decoder, **kwargs)
         self.order = order
         self.kernel = kernels_lib.get(kernel)
         self.expand = expand
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.mse_tracker = keras.metrics.Mean(name="reconstruction_mse")
-        input_shape = getattr(encoder, "input_shape", None) if encoder.built else None
-        if input_shape is not None:
-            self.build(input_shape)
-
-    # -- building and calling ------------------------------------------------
-
-    def build(self, input_shape):
-        if isinstance(input_shape, dict):
-            input_shape = input_shape["x"]
-        input_shape = tuple(input_shape)
-        if not self.encoder.built:
-            self.encoder.build(input_shape)
-        latent_shape = self.encoder.compute_output_shape(input_shape)
-        if not self.decoder.built:
-            self.decoder.build(latent_shape)
-        output_shape = tuple(self.decoder.compute_output_shape(latent_shape))
-        if output_shape[1:] != input_shape[1:]:
-            raise ValueError(
-                f"The decoder's output shape {output_shape[1:]} does not match the "
-                f"input shape {input_shape[1:]}: the decoder must reconstruct "
-                f"inputs of the same shape."
-            )
-        super().build(input_shape)
-
-    def call(self, inputs, training=None):
-        """f(g(x)) for x (B, *shape), or a {"x": ...} batch."""
-        x = inputs["x"] if isinstance(inputs, dict) else inputs
-        return self.decoder(self.encoder(x, training=training), training=training)
-
-    def encode(self, x, batch_size: int = 1024) -> tf.Tensor:
-        """g(x) (N, d) for x (N, *shape), numpy or tensor, in chunks of `batch_size`."""
-        return self._map_in_chunks(self.encoder, x, batch_size)
-
-    def decode(self, z, batch_size: int = 1024) -> tf.Tensor:
-        """f(z) (N, *shape) for codes z (N, d), numpy or tensor, in chunks of `batch_size`."""
-        return self._map_in_chunks(self.decoder, z, batch_size)
-
-    @staticmethod
-    def _map_in_chunks(layer, x, batch_size):
-        x = tf.convert_to_tensor(x)
-        chunks = [
-            layer(x[i : i + batch_size], training=False)
-            for i in range(0, int(x.shape[0]), batch_size)
-        ]
-        return tf.concat(chunks, axis=0)
 
     # -- the loss --------------------------------------------------------------
 
@@ -184,87 +290,30 @@ class NeighborhoodReconstructionModel(keras.Model):
             decoder, z, z_neighbors, neighbors, weights, self.order, center_first
         )
 
-    def _plain_loss(self, x):
-        x_hat = tf.cast(self(x, training=True), x.dtype)
-        return weighted_mean(squared_distances(x, x_hat[:, None]))
-
     # -- Keras hooks -----------------------------------------------------------
 
-    def compile(self, optimizer="adam", **kwargs):
-        for unsupported in ("loss", "loss_weights"):
-            if kwargs.get(unsupported) is not None:
-                raise ValueError(
-                    f"NeighborhoodReconstructionModel defines its own loss; do not "
-                    f"pass {unsupported}= to compile()."
-                )
-        super().compile(optimizer=optimizer, **kwargs)
-
-    @property
-    def metrics(self):
-        return [self.loss_tracker, self.mse_tracker]
-
-    def train_step(self, data):
-        x, neighbors = _split_batch(data)
-        _check_batch(x, neighbors)
+    def _training_loss_and_gradients(self, x, neighbors):
         if neighbors is None:
-            loss, gradients = self._loss_and_gradients(self._plain_loss, x)
-        else:
-            # The branch holds the whole tape: XLA cannot differentiate
-            # through a tf.cond around forward-mode (pfor) terms.
-            loss, gradients = tf.cond(
-                self._center_first(x, neighbors),
-                lambda: self._loss_and_gradients(self._loss, x, neighbors, True),
-                lambda: self._loss_and_gradients(self._loss, x, neighbors, False),
-            )
-        self.optimizer.apply(gradients, self.trainable_variables)
-        self.loss_tracker.update_state(loss)
-        return {"loss": self.loss_tracker.result()}
-
-    def _loss_and_gradients(self, loss_fn, *args):
-        """(loss, dense gradients); the gradient is of loss / num_replicas."""
-        variables = self.trainable_variables
-        with tf.GradientTape() as tape:
-            loss = loss_fn(*args)
-            replicas = tf.distribute.get_strategy().num_replicas_in_sync
-            scaled = self.optimizer.scale_loss(loss / replicas)
-        gradients = tape.gradient(scaled, variables)
-        return loss, [
-            tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
-            for g, v in zip(gradients, variables)
-        ]
-
-    def test_step(self, data):
-        x, neighbors = _split_batch(data)
-        _check_batch(x, neighbors)
-        x_hat = tf.cast(self(x, training=False), x.dtype)
-        self.mse_tracker.update_state(tf.reduce_mean(tf.math.squared_difference(x, x_hat)))
-        loss = (
-            weighted_mean(squared_distances(x, x_hat[:, None]))
-            if neighbors is None
-            else self.neighborhood_loss(x, neighbors)
+            return super()._training_loss_and_gradients(x, neighbors)
+        # The branch holds the whole tape: XLA cannot differentiate
+        # through a tf.cond around forward-mode (pfor) terms.
+        return tf.cond(
+            self._center_first(x, neighbors),
+            lambda: self._loss_and_gradients(self._loss, x, neighbors, True),
+            lambda: self._loss_and_gradients(self._loss, x, neighbors, False),
         )
-        self.loss_tracker.update_state(loss)
-        return {m.name: m.result() for m in self.metrics}
 
-    def predict_step(self, data):
-        x, _ = _split_batch(data)
-        return self(x, training=False)
+    def _test_loss(self, x, x_hat, neighbors):
+        if neighbors is None:
+            return super()._test_loss(x, x_hat, neighbors)
+        return self.neighborhood_loss(x, neighbors)
 
     # -- serialization ---------------------------------------------------------
 
     def get_config(self):
         return {
-            "name": self.name,
-            "encoder": keras.saving.serialize_keras_object(self.encoder),
-            "decoder": keras.saving.serialize_keras_object(self.decoder),
+            **super().get_config(),
             "order": self.order,
             "kernel": kernels_lib.serialize(self.kernel),
             "expand": self.expand,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        for key in ("encoder", "decoder"):
-            config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)
