@@ -56,6 +56,11 @@ def _check_batch(x: tf.Tensor, neighbors: Optional[tf.Tensor]) -> None:
         )
 
 
+def reconstruction_loss(x: tf.Tensor, x_hat: tf.Tensor) -> tf.Tensor:
+    """1/B Σ_b ‖x_b − x̂_b‖² (summed over features) for x, x_hat (B, *shape)."""
+    return weighted_mean(squared_distances(x, tf.cast(x_hat, x.dtype)[:, None]))
+
+
 @keras.saving.register_keras_serializable(package="keras_nrae")
 class Autoencoder(keras.Model):
     """A plain autoencoder f∘g, and the base of every model in keras_nrae.
@@ -135,8 +140,7 @@ class Autoencoder(keras.Model):
 
     def _plain_loss(self, x):
         """The training loss of a batch x (B, *shape) without neighbours."""
-        x_hat = tf.cast(self(x, training=True), x.dtype)
-        return weighted_mean(squared_distances(x, x_hat[:, None]))
+        return reconstruction_loss(x, self(x, training=True))
 
     # -- Keras hooks -----------------------------------------------------------
 
@@ -188,7 +192,7 @@ class Autoencoder(keras.Model):
 
     def _test_loss(self, x, x_hat, neighbors):
         """The deterministic reconstruction loss 1/B Σ_b ‖x_b − x̂_b‖²."""
-        return weighted_mean(squared_distances(x, x_hat[:, None]))
+        return reconstruction_loss(x, x_hat)
 
     def predict_step(self, data):
         x, _ = _split_batch(data)

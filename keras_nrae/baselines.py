@@ -1,0 +1,232 @@
+"""The baselines of the paper's Table 1: AE, DAE, CAE, VAE and WAE-MMD.
+
+Every baseline is a `keras_nrae.model.Autoencoder`: same `(encoder, decoder)`
+constructor, `fit` on tensor or `{"x": ...}` batches (neighbours, if present,
+are ignored), `encode` / `decode` / `save`, and `evaluate` reporting the
+per-pixel `reconstruction_mse`. Each changes only the training loss, whose
+reconstruction term is 1/B Σ_b ‖x_b − x̂_b‖² (summed over features) as for the
+plain AE and NRAE.
+"""
+
+from typing import Any, Optional, Tuple
+
+import keras
+import tensorflow as tf
+
+from keras_nrae.model import Autoencoder, reconstruction_loss
+
+__all__ = [
+    "Autoencoder",
+    "ContractiveAutoencoder",
+    "DenoisingAutoencoder",
+    "VariationalAutoencoder",
+    "WassersteinAutoencoder",
+    "encode_with_jacobian_norm",
+    "gaussian_kl",
+    "inverse_multiquadric_mmd",
+]
+
+
+# -- the defining terms, as plain functions --------------------------------------
+
+
+def encode_with_jacobian_norm(
+    encoder: keras.Model, x: tf.Tensor, training: bool = True
+) -> Tuple[tf.Tensor, tf.Tensor]:
+    """(g(x) (B, d), ‖∂g(x_b)/∂x_b‖_F² (B,)) by reverse mode: one vectorised VJP per code unit.
+
+    Assumes examples do not interact inside the encoder (no batch statistics).
+    """
+    x = tf.convert_to_tensor(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        z = encoder(x, training=training)
+    jacobian = tape.batch_jacobian(z, x)  # (B, d, *shape)
+    return z, tf.reduce_sum(tf.square(jacobian), axis=list(range(1, jacobian.shape.rank)))
+
+
+def gaussian_kl(mean: tf.Tensor, log_var: tf.Tensor) -> tf.Tensor:
+    """KL(N(mean, diag exp(log_var)) ‖ N(0, I)) = ½ Σ_j (e^{log_var} + mean² − 1 − log_var), (B, d) -> (B,)."""
+    return 0.5 * tf.reduce_sum(tf.exp(log_var) + tf.square(mean) - 1.0 - log_var, axis=-1)
+
+
+def inverse_multiquadric_mmd(a: tf.Tensor, b: tf.Tensor, scale: float = 1.0) -> tf.Tensor:
+    """Unbiased MMD² between samples a, b (n, d) under k(u, v) = C / (C + ‖u − v‖²), C = 2 d scale².
+
+    MMD² = Σ_{i≠j} [k(a_i, a_j) + k(b_i, b_j)] / (n (n − 1)) − 2 Σ_{i,j} k(a_i, b_j) / n².
+    """
+    a = tf.convert_to_tensor(a)
+    b = tf.cast(b, a.dtype)
+    n = tf.cast(tf.shape(a)[0], a.dtype)
+    c = 2.0 * tf.cast(tf.shape(a)[1], a.dtype) * scale**2
+
+    def kernel_sum(u, v, off_diagonal):
+        sq = tf.reduce_sum(u**2, 1)[:, None] + tf.reduce_sum(v**2, 1)[None] - 2 * u @ tf.transpose(v)
+        k = c / (c + tf.maximum(sq, 0.0))
+        return tf.reduce_sum(k) - (tf.linalg.trace(k) if off_diagonal else 0.0)
+
+    within = tf.math.divide_no_nan(
+        kernel_sum(a, a, True) + kernel_sum(b, b, True), n * (n - 1)
+    )
+    return within - 2.0 * kernel_sum(a, b, False) / n**2
+
+
+# -- the models ------------------------------------------------------------------
+
+
+class _StochasticAutoencoder(Autoencoder):
+    """An Autoencoder whose loss draws Gaussian noise from a seeded generator."""
+
+    def __init__(self, encoder, decoder, seed: Optional[int] = None, **kwargs: Any):
+        self.seed = seed
+        super().__init__(encoder, decoder, **kwargs)
+
+    def build(self, input_shape):
+        self.seed_generator = keras.random.SeedGenerator(self.seed)
+        super().build(input_shape)
+
+    def _standard_normal(self, like: tf.Tensor) -> tf.Tensor:
+        return keras.random.normal(tf.shape(like), dtype=like.dtype, seed=self.seed_generator)
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed}
+
+
+def _check_non_negative(name: str, value: float) -> float:
+    if not value >= 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}.")
+    return float(value)
+
+
+@keras.saving.register_keras_serializable(package="keras_nrae")
+class DenoisingAutoencoder(_StochasticAutoencoder):
+    """DAE: loss 1/B Σ_b ‖x_b − f(g(x_b + σ ε_b))‖², ε_b ~ N(0, I) drawn every step.
+
+    Args:
+      encoder, decoder: as for `Autoencoder`.
+      sigma: standard deviation σ of the input noise.
+      seed: seed of the noise.
+    """
+
+    def __init__(self, encoder, decoder, sigma: float = 0.1, seed: Optional[int] = None, **kwargs):
+        self.sigma = _check_non_negative("sigma", sigma)
+        super().__init__(encoder, decoder, seed=seed, **kwargs)
+
+    def _plain_loss(self, x):
+        noisy = x + self.sigma * self._standard_normal(x)
+        return reconstruction_loss(x, self(noisy, training=True))
+
+    def get_config(self):
+        return {**super().get_config(), "sigma": self.sigma}
+
+
+@keras.saving.register_keras_serializable(package="keras_nrae")
+class ContractiveAutoencoder(Autoencoder):
+    """CAE: loss 1/B Σ_b [‖x_b − f(g(x_b))‖² + weight · ‖∂g(x_b)/∂x_b‖_F²].
+
+    The Jacobian norm is exact, by reverse mode (`encode_with_jacobian_norm`):
+    d vectorised VJPs for a d-dimensional code.
+
+    Args:
+      encoder, decoder: as for `Autoencoder`.
+      weight: the penalty's weight.
+    """
+
+    def __init__(self, encoder, decoder, weight: float = 0.1, **kwargs):
+        self.weight = _check_non_negative("weight", weight)
+        super().__init__(encoder, decoder, **kwargs)
+
+    def _plain_loss(self, x):
+        z, jacobian_norms = encode_with_jacobian_norm(self.encoder, x)
+        x_hat = self.decoder(z, training=True)
+        return reconstruction_loss(x, x_hat) + self.weight * tf.reduce_mean(jacobian_norms)
+
+    def get_config(self):
+        return {**super().get_config(), "weight": self.weight}
+
+
+@keras.saving.register_keras_serializable(package="keras_nrae")
+class VariationalAutoencoder(_StochasticAutoencoder):
+    """VAE with q(z|x) = N(μ, diag e^{s}), prior N(0, I), decoder output the mean of p(x|z).
+
+    The encoder outputs 2d units [μ, s] (mean, log-variance); the decoder takes
+    d. Loss 1/B Σ_b [‖x_b − f(z_b)‖² + beta · KL(q(z|x_b) ‖ N(0, I))] with
+    z_b = μ_b + e^{s_b/2} ε_b (reparameterised): the negative ELBO, up to a
+    constant, of a Gaussian decoder of variance ½ when beta = 1. `encode`,
+    `call` and `predict` use z = μ.
+
+    Args:
+      encoder: Keras model, (B, *shape) -> (B, 2d).
+      decoder: Keras model, (B, d) -> (B, *shape).
+      beta: weight of the KL term.
+      seed: seed of the reparameterisation noise.
+    """
+
+    def __init__(self, encoder, decoder, beta: float = 1.0, seed: Optional[int] = None, **kwargs):
+        self.beta = _check_non_negative("beta", beta)
+        super().__init__(encoder, decoder, seed=seed, **kwargs)
+
+    def _latent_shape(self, encoder_output_shape):
+        units = encoder_output_shape[-1]
+        if len(encoder_output_shape) != 2 or units is None or units % 2:
+            raise ValueError(
+                f"A VariationalAutoencoder's encoder must output (B, 2d) = [mean, "
+                f"log-variance]; got output shape {encoder_output_shape}. Build the "
+                f"encoder with twice the decoder's latent size."
+            )
+        return (encoder_output_shape[0], units // 2)
+
+    @staticmethod
+    def _mean_and_log_var(encoder_output):
+        return tf.split(encoder_output, 2, axis=-1)
+
+    def _code(self, encoder_output):
+        return self._mean_and_log_var(encoder_output)[0]
+
+    def _plain_loss(self, x):
+        mean, log_var = self._mean_and_log_var(self.encoder(x, training=True))
+        z = mean + tf.exp(0.5 * log_var) * self._standard_normal(mean)
+        kl = tf.reduce_mean(gaussian_kl(mean, log_var))
+        return reconstruction_loss(x, self.decoder(z, training=True)) + self.beta * tf.cast(kl, x.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "beta": self.beta}
+
+
+@keras.saving.register_keras_serializable(package="keras_nrae")
+class WassersteinAutoencoder(_StochasticAutoencoder):
+    """WAE-MMD (Tolstikhin et al., 2018) with an inverse multiquadric kernel and a N(0, I) prior.
+
+    Loss 1/B Σ_b ‖x_b − f(g(x_b))‖² + weight · MMD²({g(x_b)}, {z̃_b}), with
+    z̃_b ~ N(0, I) drawn every step and MMD² from `inverse_multiquadric_mmd`
+    (C = 2 d scale²).
+
+    Args:
+      encoder, decoder: as for `Autoencoder`.
+      weight: weight λ of the MMD term.
+      scale: the kernel's scale (the prior's standard deviation for scale = 1).
+      seed: seed of the prior samples.
+    """
+
+    def __init__(
+        self,
+        encoder,
+        decoder,
+        weight: float = 10.0,
+        scale: float = 1.0,
+        seed: Optional[int] = None,
+        **kwargs,
+    ):
+        self.weight = _check_non_negative("weight", weight)
+        if not scale > 0:
+            raise ValueError(f"scale must be > 0, got {scale!r}.")
+        self.scale = float(scale)
+        super().__init__(encoder, decoder, seed=seed, **kwargs)
+
+    def _plain_loss(self, x):
+        z = self.encoder(x, training=True)
+        mmd = inverse_multiquadric_mmd(z, self._standard_normal(z), self.scale)
+        return reconstruction_loss(x, self.decoder(z, training=True)) + self.weight * tf.cast(mmd, x.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "weight": self.weight, "scale": self.scale}

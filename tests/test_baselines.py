@@ -1,0 +1,157 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_nrae.architectures import mlp_autoencoder
+from keras_nrae.baselines import (
+    Autoencoder,
+    ContractiveAutoencoder,
+    DenoisingAutoencoder,
+    VariationalAutoencoder,
+    WassersteinAutoencoder,
+    encode_with_jacobian_norm,
+    gaussian_kl,
+    inverse_multiquadric_mmd,
+)
+
+SHAPE, LATENT = (3, 4), 2
+
+
+def _linear_pair(w_enc, w_dec):
+    """Bias-free linear encoder x -> x W_e and decoder z -> z W_d, for closed forms."""
+    encoder = keras.Sequential([keras.Input((w_enc.shape[0],)), keras.layers.Dense(w_enc.shape[1], use_bias=False)])
+    decoder = keras.Sequential([keras.Input((w_dec.shape[0],)), keras.layers.Dense(w_dec.shape[1], use_bias=False)])
+    encoder.layers[0].set_weights([w_enc])
+    decoder.layers[0].set_weights([w_dec])
+    return encoder, decoder
+
+
+def test_jacobian_norm_matches_central_differences():
+    keras.utils.set_random_seed(0)
+    encoder, _ = mlp_autoencoder(SHAPE, LATENT, hidden=(6,), activation="tanh", dtype="float64")
+    x = np.random.default_rng(0).normal(size=(5, *SHAPE))
+    _, norms = encode_with_jacobian_norm(encoder, tf.constant(x), training=False)
+    eps, expected = 1e-6, np.zeros(len(x))
+    for b in range(len(x)):
+        for i in np.ndindex(*SHAPE):
+            step = np.zeros((1, *SHAPE))
+            step[(0, *i)] = eps
+            column = (encoder(x[b : b + 1] + step) - encoder(x[b : b + 1] - step)) / (2 * eps)
+            expected[b] += np.sum(np.asarray(column) ** 2)
+    np.testing.assert_allclose(norms, expected, rtol=1e-6)
+
+
+def test_contractive_loss_closed_form_for_linear_maps():
+    # Linear g(x) = x W_e has Jacobian W_eᵀ for every x: penalty ‖W_e‖_F².
+    rng = np.random.default_rng(1)
+    w_enc, w_dec = rng.normal(size=(4, 2)), rng.normal(size=(2, 4))
+    model = ContractiveAutoencoder(*_linear_pair(w_enc, w_dec), weight=0.3)
+    x = rng.normal(size=(6, 4)).astype("float32")
+    expected = np.mean(np.sum((x - x @ w_enc @ w_dec) ** 2, 1)) + 0.3 * np.sum(w_enc**2)
+    assert float(model._plain_loss(tf.constant(x))) == pytest.approx(expected, rel=1e-5)
+
+
+def test_gaussian_kl_matches_monte_carlo():
+    rng = np.random.default_rng(2)
+    mean, log_var = rng.normal(size=(3, 2)), rng.normal(scale=0.5, size=(3, 2))
+    std = np.exp(0.5 * log_var)
+    z = mean + std * rng.normal(size=(400_000, 3, 2))
+    log_q = -0.5 * (((z - mean) / std) ** 2 + log_var)  # the 2π terms cancel
+    log_p = -0.5 * z**2
+    monte_carlo = np.mean(np.sum(log_q - log_p, axis=-1), axis=0)
+    np.testing.assert_allclose(gaussian_kl(mean, log_var), monte_carlo, atol=0.01)
+
+
+def test_inverse_multiquadric_mmd_matches_double_loop():
+    rng = np.random.default_rng(3)
+    a, b, scale = rng.normal(size=(7, 3)), rng.normal(loc=0.5, size=(7, 3)), 0.8
+    c = 2 * 3 * scale**2
+    k = lambda u, v: c / (c + np.sum((u - v) ** 2))
+    n = len(a)
+    within = sum(k(a[i], a[j]) + k(b[i], b[j]) for i in range(n) for j in range(n) if i != j)
+    across = sum(k(a[i], b[j]) for i in range(n) for j in range(n))
+    expected = within / (n * (n - 1)) - 2 * across / n**2
+    assert float(inverse_multiquadric_mmd(a, b, scale)) == pytest.approx(expected, rel=1e-10)
+
+
+def test_denoising_loss_expectation_closed_form():
+    # For linear maps, E‖x − (x + σε) W‖² = ‖x − x W‖² + σ² ‖W‖_F² with W = W_e W_d.
+    rng = np.random.default_rng(4)
+    w_enc, w_dec = rng.normal(size=(4, 2)), rng.normal(size=(2, 4))
+    model = DenoisingAutoencoder(*_linear_pair(w_enc, w_dec), sigma=0.5, seed=0)
+    x = np.tile(rng.normal(size=(2, 4)), (20_000, 1)).astype("float32")
+    w = w_enc @ w_dec
+    expected = np.mean(np.sum((x - x @ w) ** 2, 1)) + 0.25 * np.sum(w**2)
+    assert float(model._plain_loss(tf.constant(x))) == pytest.approx(expected, rel=0.02)
+
+
+def test_vae_loss_with_zero_variance_posterior_is_reconstruction_plus_kl():
+    # log-variance −30: z = μ up to e^{-15}, so the loss is the deterministic
+    # ‖x − f(μ)‖² plus β·KL, the KL by the numpy formula.
+    rng = np.random.default_rng(5)
+    w_mean, w_dec = rng.normal(size=(4, 2)), rng.normal(size=(2, 4))
+    encoder = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4)])
+    encoder.layers[0].set_weights([np.concatenate([w_mean, np.zeros((4, 2))], 1), np.r_[0, 0, -30, -30.0]])
+    decoder = _linear_pair(w_mean, w_dec)[1]
+    model = VariationalAutoencoder(encoder, decoder, beta=2.0, seed=0)
+    x = rng.normal(size=(5, 4)).astype("float32")
+    mean = x @ w_mean
+    kl = 0.5 * np.sum(np.exp(-30.0) + mean**2 - 1 + 30.0, axis=1)
+    expected = np.mean(np.sum((x - mean @ w_dec) ** 2, 1) + 2.0 * kl)
+    assert float(model._plain_loss(tf.constant(x))) == pytest.approx(expected, rel=1e-5)
+    np.testing.assert_allclose(model.encode(x), mean, rtol=1e-5, atol=1e-6)
+
+
+def _models():
+    def pair(latent=LATENT):
+        return mlp_autoencoder(SHAPE, latent, hidden=(8,), output_activation="sigmoid")
+
+    vae_encoder = pair(2 * LATENT)[0]
+    return [
+        Autoencoder(*pair()),
+        DenoisingAutoencoder(*pair(), sigma=0.2, seed=1),
+        ContractiveAutoencoder(*pair(), weight=0.05),
+        VariationalAutoencoder(vae_encoder, pair()[1], beta=0.5, seed=1),
+        WassersteinAutoencoder(*pair(), weight=3.0, scale=2.0, seed=1),
+    ]
+
+
+def test_every_baseline_fits_evaluates_and_round_trips(tmp_path):
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(6).uniform(size=(32, *SHAPE)).astype("float32")
+    neighbors = np.stack([x, x[::-1]], axis=1)
+    dict_ds = tf.data.Dataset.from_tensor_slices({"x": x, "neighbors": neighbors}).batch(8)
+    for model in _models():
+        model.compile(keras.optimizers.Adam(1e-2))
+        history = model.fit(x, batch_size=8, epochs=2, verbose=0).history["loss"]
+        history += model.fit(dict_ds, epochs=1, verbose=0).history["loss"]
+        assert np.all(np.isfinite(history)), type(model).__name__
+        result = model.evaluate(dict_ds, verbose=0, return_dict=True)
+        x_hat = np.asarray(model(x))
+        assert result["reconstruction_mse"] == pytest.approx(np.mean((x - x_hat) ** 2), rel=1e-5)
+        assert model.encode(x).shape == (32, LATENT)
+        assert model.decode(model.encode(x)).shape == (32, *SHAPE)
+        path = tmp_path / f"{type(model).__name__}.keras"
+        model.save(path)
+        loaded = keras.saving.load_model(path)
+        assert type(loaded) is type(model)
+        hyperparameters = lambda m: {k: v for k, v in m.get_config().items() if k not in ("encoder", "decoder")}
+        assert hyperparameters(loaded) == hyperparameters(model)
+        np.testing.assert_allclose(loaded(x), x_hat, atol=1e-6)
+
+
+def test_bad_arguments_fail_early():
+    encoder, decoder = mlp_autoencoder(SHAPE, 3, hidden=(8,))
+    with pytest.raises(ValueError, match="encoder must output"):
+        VariationalAutoencoder(encoder, decoder)
+    with pytest.raises(ValueError, match="sigma must be >= 0"):
+        DenoisingAutoencoder(*mlp_autoencoder(SHAPE, 3, hidden=(8,)), sigma=-1.0)
+    with pytest.raises(ValueError, match="scale must be > 0"):
+        WassersteinAutoencoder(*mlp_autoencoder(SHAPE, 3, hidden=(8,)), scale=0.0)
+    with pytest.raises(ValueError, match="defines its own loss"):
+        Autoencoder(*mlp_autoencoder(SHAPE, 3, hidden=(8,))).compile("adam", loss="mse")
