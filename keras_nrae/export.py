@@ -19,6 +19,8 @@ from typing import Union
 import keras
 import tensorflow as tf
 
+from keras_nrae.model import Autoencoder
+
 
 def _feature_shape(model: keras.Model) -> tuple:
     if not model.built:
@@ -30,18 +32,19 @@ def _feature_shape(model: keras.Model) -> tuple:
     return tuple(model.get_build_config()["input_shape"][1:])
 
 
-def export_saved_model(model: keras.Model, path: Union[str, os.PathLike]) -> None:
-    """Write `model` (encoder/decoder attributes, built) as a SavedModel at `path`.
+def export_saved_model(model: Autoencoder, path: Union[str, os.PathLike]) -> None:
+    """Write a built keras_nrae model (NRAE or any baseline) as a SavedModel at `path`.
 
     See the module docstring for the signatures. Calling one with inputs of
     the wrong shape or dtype raises instead of computing.
     """
     feature_shape = _feature_shape(model)
     dtype = model.encoder.input_dtype
-    latent_shape = tuple(model.encoder.compute_output_shape((None, *feature_shape))[1:])
+    encoder_output_shape = tuple(model.encoder.compute_output_shape((None, *feature_shape)))
+    latent_shape = tuple(model._latent_shape(encoder_output_shape)[1:])
     x_spec = tf.TensorSpec((None, *feature_shape), dtype, name="x")
     z_spec = tf.TensorSpec((None, *latent_shape), dtype, name="z")
-    encode = lambda x: tf.cast(model.encoder(x, training=False), dtype)
+    encode = lambda x: tf.cast(model._code(model.encoder(x, training=False)), dtype)
     decode = lambda z: tf.cast(model.decoder(z, training=False), dtype)
     archive = keras.export.ExportArchive()
     archive.track(model.encoder)

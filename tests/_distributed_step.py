@@ -1,0 +1,79 @@
+"""One training step on 1 device vs MirroredStrategy over 2 logical CPUs.
+
+Run as a script (logical devices must be set before TensorFlow initialises);
+prints one JSON object: for each case, the initial weights, the loss and
+weights after the step on one device and under the strategy, and the
+per-replica batch sizes.
+"""
+
+import json
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import tensorflow as tf  # noqa: E402
+
+[_cpu] = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(_cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from keras_nrae import NeighborhoodReconstructionModel, kernels  # noqa: E402
+from keras_nrae.architectures import mlp_autoencoder  # noqa: E402
+
+GLOBAL_BATCH = 8
+
+
+def _model(order):
+    keras.utils.set_random_seed(0)
+    encoder, decoder = mlp_autoencoder((4,), 2, hidden=(16,), activation="tanh")
+    model = NeighborhoodReconstructionModel(
+        encoder, decoder, order=order, kernel=kernels.Binary(lam=0.5)
+    )
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    return model
+
+
+def _weights(model):
+    return [v.numpy().tolist() for v in model.trainable_variables]
+
+
+def _one_step(model, dataset):
+    history = model.fit(dataset, epochs=1, verbose=0)
+    return history.history["loss"][0], _weights(model)
+
+
+def main():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(GLOBAL_BATCH, 4)).astype("float32")
+    others = rng.normal(size=(GLOBAL_BATCH, 3, 4)).astype("float32")
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    results = {}
+    for order in (1, 2):
+        for center_first in (True, False):
+            neighbors = np.concatenate([x[:, None], others], 1) if center_first else others
+            dataset = tf.data.Dataset.from_tensors({"x": x, "neighbors": neighbors})
+            model = _model(order)
+            initial_weights = _weights(model)
+            loss, weights = _one_step(model, dataset)
+            with strategy.scope():
+                model = _model(order)
+            distributed_loss, distributed_weights = _one_step(model, dataset)
+            results[f"order{order}-center_first{center_first}"] = {
+                "initial_weights": initial_weights,
+                "loss": loss,
+                "weights": weights,
+                "distributed_loss": distributed_loss,
+                "distributed_weights": distributed_weights,
+                "replicas": model.distribute_strategy.num_replicas_in_sync,
+            }
+    per_replica = next(iter(strategy.experimental_distribute_dataset(dataset)))
+    results["replica_batch_sizes"] = [
+        int(t.shape[0]) for t in strategy.experimental_local_results(per_replica["x"])
+    ]
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
