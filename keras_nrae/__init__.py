@@ -6,6 +6,9 @@ require_tensorflow_backend()
 
 from keras_nrae import kernels, losses, taylor  # noqa: E402
 from keras_nrae.model import NeighborhoodReconstructionModel  # noqa: E402
+from keras_nrae.graph import NeighborGraph  # noqa: E402
+from keras_nrae.data import neighborhood_dataset  # noqa: E402
+from keras_nrae import datasets  # noqa: E402
 from keras_nrae.export import export_saved_model  # noqa: E402
 
 __version__ = "0.1.0"

@@ -1,0 +1,94 @@
+"""neighborhood_dataset: a tf.data pipeline of centres with neighbours sampled from a graph."""
+
+import tensorflow as tf
+
+from keras_nrae.graph import NeighborGraph, float_array
+
+
+def _positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    return value
+
+
+def neighborhood_dataset(
+    x,
+    graph: NeighborGraph,
+    batch_size: int,
+    neighbors_per_point: int = 2,
+    include_center: bool = True,
+    replace: bool = False,
+    shuffle: bool = True,
+    seed: int = 0,
+    drop_remainder: bool = True,
+) -> tf.data.Dataset:
+    """Batches `{"x": (B, *shape), "neighbors": (B, M, *shape)}` for `model.fit`.
+
+    Every point of x is a centre exactly once per epoch (in a fresh seeded
+    order when `shuffle`). Its M = `neighbors_per_point` slots are drawn
+    afresh every epoch, with seeded stateless TF ops, from its k graph
+    neighbours, without replacement unless `replace`. With `include_center`
+    slot 0 is the centre itself (bit-identical to "x") and M − 1 slots are
+    drawn. The same seed gives the same sequence of epochs.
+
+    Args:
+      x: float array (N, ...), the data `graph` was built on; kept in memory
+        as one tensor of its dtype and gathered from.
+      graph: a `NeighborGraph` of x.
+      batch_size: B.
+      neighbors_per_point: M, the number of neighbour slots.
+      include_center: put the centre in slot 0.
+      replace: draw slots with replacement (then M may exceed k).
+      shuffle: reshuffle the centres every epoch.
+      seed: seeds the order and the draws.
+      drop_remainder: drop the last partial batch, so B is static.
+    """
+    if not isinstance(graph, NeighborGraph):
+        raise TypeError(f"graph must be a NeighborGraph, got {type(graph).__name__}.")
+    x = float_array(x)
+    graph.check_data(x)
+    batch_size = _positive_int(batch_size, "batch_size")
+    slots = _positive_int(neighbors_per_point, "neighbors_per_point")
+    drawn = slots - bool(include_center)
+    if drawn > graph.k and not replace:
+        raise ValueError(
+            f"neighbors_per_point={slots} needs {drawn} distinct neighbours per "
+            f"point{' besides the centre' if include_center else ''}, but the graph "
+            f"has k={graph.k}. Build the graph with a larger k, lower "
+            f"neighbors_per_point, or pass replace=True."
+        )
+    if drop_remainder and batch_size > graph.num_points:
+        raise ValueError(
+            f"batch_size={batch_size} exceeds the {graph.num_points} points, so "
+            f"drop_remainder=True would leave no batch."
+        )
+    data = tf.constant(x)
+    neighbor_table = tf.constant(graph.indices)
+
+    def attach(ids, draw_seed):
+        """ids (B,) int64 and a (2,) stateless seed -> the batch dict."""
+        centres = tf.gather(data, ids)
+        batch = ids.shape[0] or tf.shape(ids)[0]
+        if replace:
+            picks = tf.random.stateless_uniform(
+                [batch, drawn], draw_seed, maxval=graph.k, dtype=tf.int32
+            )
+        else:
+            keys = tf.random.stateless_uniform([batch, graph.k], draw_seed)
+            picks = tf.math.top_k(keys, drawn, sorted=False).indices
+        neighbor_ids = tf.gather(tf.gather(neighbor_table, ids), picks, batch_dims=1)
+        neighbors = tf.gather(data, neighbor_ids)
+        if include_center:
+            neighbors = tf.concat([centres[:, None], neighbors], axis=1)
+        return {"x": centres, "neighbors": neighbors}
+
+    ids = tf.data.Dataset.range(graph.num_points)
+    if shuffle:
+        ids = ids.shuffle(graph.num_points, seed=seed, reshuffle_each_iteration=True)
+    ids = ids.batch(batch_size, drop_remainder=drop_remainder)
+    draw_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    return (
+        tf.data.Dataset.zip(ids, draw_seeds)
+        .map(attach, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )

@@ -1,0 +1,108 @@
+"""Image datasets as float32 arrays (N, H, W, C) in [0, 1]: tfds when it can, local files otherwise.
+
+`load_images(name, split)` tries, in order:
+  1. `tfds.load(name)` from data tfds already has (no download);
+  2. local files in, for each folder: `data_dir`, `data_dir/<name>`,
+     `$KERAS_NRAE_DATA`, `$KERAS_NRAE_DATA/<name>`, and `../shared/data/<name>`
+     relative to the project root and to the working directory. A folder holds
+     IDX files in the MNIST layout (`train-images-idx3-ubyte[.gz]`,
+     `t10k-images-idx3-ubyte[.gz]`) or `<name>.npz` with uint8
+     `x_train` / `x_test`; `data_dir` may also be such an `.npz` file;
+  3. `tfds.load(name)` with download.
+"""
+
+import gzip
+import os
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+
+DATA_ENV_VAR = "KERAS_NRAE_DATA"
+_IDX_PREFIX = {"train": "train", "test": "t10k"}
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path) -> np.ndarray:
+    """The array in an IDX file (optionally gzip-compressed), e.g. MNIST's."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] not in _IDX_DTYPES:
+        raise ValueError(f"{path} is not an IDX file (bad magic number {raw[:4]!r}).")
+    ndim = raw[3]
+    shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, offset=4))
+    return np.frombuffer(raw, _IDX_DTYPES[raw[2]], offset=4 + 4 * ndim).reshape(shape)
+
+
+def _as_images(pixels: np.ndarray) -> np.ndarray:
+    """uint8 (N, H, W[, C]) -> float32 (N, H, W, C) in [0, 1]."""
+    if pixels.ndim == 3:
+        pixels = pixels[..., None]
+    if pixels.ndim != 4:
+        raise ValueError(f"Expected images (N, H, W[, C]), got shape {pixels.shape}.")
+    return pixels.astype(np.float32) / 255.0
+
+
+def _folders(name: str, data_dir: Optional[str]) -> List[Path]:
+    roots = [Path(__file__).resolve().parents[1], Path.cwd()]
+    roots = [root / ".." / "shared" / "data" for root in roots]
+    folders = []
+    for base in (data_dir, os.environ.get(DATA_ENV_VAR)):
+        if base:
+            folders += [Path(base), Path(base) / name]
+    folders += [root.resolve() / name for root in roots]
+    return list(dict.fromkeys(folders))
+
+
+def _load_local(name: str, split: str, folder: Path) -> Optional[np.ndarray]:
+    """Images from IDX or .npz files at folder, or None when it has none."""
+    if folder.is_file() and folder.suffix == ".npz":
+        npz = folder
+    else:
+        for suffix in (".gz", ""):
+            idx = folder / f"{_IDX_PREFIX[split]}-images-idx3-ubyte{suffix}"
+            if idx.is_file():
+                return _as_images(read_idx(idx))
+        npz = folder / f"{name}.npz"
+    if not npz.is_file():
+        return None
+    with np.load(npz, allow_pickle=False) as f:
+        return _as_images(f[f"x_{split}"])
+
+
+def _load_tfds(name: str, split: str, data_dir: Optional[str], download: bool) -> np.ndarray:
+    import tensorflow_datasets as tfds
+
+    batch = tfds.load(name, split=split, batch_size=-1, data_dir=data_dir, download=download)
+    return _as_images(tfds.as_numpy(batch)["image"])
+
+
+def load_images(name: str, split: str = "train", data_dir: Optional[str] = None) -> np.ndarray:
+    """float32 images (N, H, W, C) in [0, 1] of dataset `name` ("mnist", "fashion_mnist", ...).
+
+    Sources are tried in the order of the module docstring; when none has the
+    data, the FileNotFoundError lists every source and path tried.
+    """
+    if split not in _IDX_PREFIX:
+        raise ValueError(f"split must be one of {sorted(_IDX_PREFIX)}, got {split!r}.")
+    tried = []
+    try:
+        return _load_tfds(name, split, data_dir, download=False)
+    except Exception as error:  # tfds missing, or no prepared data: fall through.
+        tried.append(f"tfds.load({name!r}, download=False): {type(error).__name__}")
+    for folder in _folders(name, data_dir):
+        images = _load_local(name, split, folder)
+        if images is not None:
+            return images
+        tried.append(str(folder))
+    try:
+        return _load_tfds(name, split, data_dir, download=True)
+    except Exception as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        tried.append(f"tfds.load({name!r}, download=True): {type(error).__name__}: {reason}")
+    raise FileNotFoundError(
+        f"Could not load {name!r} ({split}). Tried:\n  " + "\n  ".join(tried)
+        + f"\nPut IDX .gz files or {name}.npz in one of these folders, pass "
+        f"data_dir=, or set {DATA_ENV_VAR}."
+    )

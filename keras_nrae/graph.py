@@ -1,0 +1,330 @@
+"""NeighborGraph: the k nearest neighbours of every point, by exact search or ScaNN.
+
+Points are the flattened rows of x (N, ...), or the rows of `features` (N, F)
+when given. Distances are Euclidean, ‖p_i − p_j‖₂ (not squared); with
+metric="cosine" they are 1 − cos(p_i, p_j). Each row of `indices` lists the
+k nearest other points, nearest first (ties by index); a point is never its
+own neighbour, but an exact duplicate of it is, at distance 0.
+
+`method="exact"` compares blocks of queries against all points (each block
+holds at most ~64 MiB of distances, never an N × N matrix); `"scann"` uses
+ScaNN (tree partitioning + anisotropic hashing + exact re-ranking) and is
+approximate: `recall()` measures how close it came. `"auto"` is exact up to
+`AUTO_EXACT_MAX_POINTS` points and ScaNN above.
+"""
+
+import hashlib
+import math
+from typing import Optional
+
+import keras
+import numpy as np
+
+AUTO_EXACT_MAX_POINTS = 10_000
+METHODS = ("auto", "exact", "scann")
+METRICS = ("euclidean", "cosine")
+_BLOCK_BYTES = 64 * 2**20
+_PROGRESS_MIN_POINTS = 10_000
+_FINGERPRINT_ROWS = 64
+# ScaNN: partition into ~sqrt(N) leaves and search 1/8 of them from this
+# many points on; quantise (4 dims per 4-bit code) from this dimension on.
+_SCANN_TREE_MIN_POINTS = 2_000
+_SCANN_HASH_MIN_DIM = 16
+
+
+def float_array(x, name: str = "x") -> np.ndarray:
+    """x as a floating-point numpy array, or a TypeError saying how to fix it."""
+    x = np.asarray(x)
+    if np.issubdtype(x.dtype, np.integer) or x.dtype == np.bool_:
+        raise TypeError(
+            f"{name} has integer dtype {x.dtype}; scale images to floats in [0, 1] "
+            f"first, e.g. {name}.astype('float32') / 255, or load them with "
+            f"keras_nrae.datasets.load_images."
+        )
+    if not np.issubdtype(x.dtype, np.floating):
+        raise TypeError(f"{name} must be a floating-point array, got dtype {x.dtype}.")
+    return x
+
+
+def fingerprint(x: np.ndarray) -> str:
+    """sha256 of x's shape and of 64 evenly spaced rows (as float32)."""
+    rows = np.unique(np.linspace(0, len(x) - 1, _FINGERPRINT_ROWS).astype(np.int64))
+    digest = hashlib.sha256(repr(tuple(x.shape)).encode())
+    digest.update(np.ascontiguousarray(x[rows], dtype=np.float32).tobytes())
+    return digest.hexdigest()
+
+
+def _points(x: np.ndarray, features, metric: str) -> np.ndarray:
+    """The (N, F) vectors distances are measured between; checks they are finite."""
+    name = "x"
+    points = x.reshape(len(x), -1)
+    if features is not None:
+        name = "features"
+        points = float_array(features, "features")
+        if points.ndim != 2 or len(points) != len(x):
+            raise ValueError(
+                f"features must be (N, F) with N = len(x) = {len(x)}, got "
+                f"shape {points.shape}."
+            )
+    finite = np.isfinite(points).all(axis=1)
+    if not finite.all():
+        raise ValueError(
+            f"{name} contains NaN or Inf, first in row {int(np.argmin(finite))}."
+        )
+    if metric == "cosine":
+        norms = np.linalg.norm(points, axis=1, keepdims=True)
+        if not norms.all():
+            raise ValueError(
+                f'metric="cosine" needs nonzero vectors; row '
+                f"{int(np.argmin(norms[:, 0]))} of {name} is all zeros."
+            )
+        points = points / norms
+    return points
+
+
+def _progbar(num_points: int, verbose: int) -> Optional[keras.utils.Progbar]:
+    if verbose and num_points >= _PROGRESS_MIN_POINTS:
+        return keras.utils.Progbar(num_points, unit_name="point")
+    return None
+
+
+def _blocks(num_rows: int, row_bytes: int):
+    """Slices over range(num_rows), each covering at most _BLOCK_BYTES of row_bytes rows."""
+    step = max(1, _BLOCK_BYTES // max(row_bytes, 1))
+    for start in range(0, num_rows, step):
+        yield slice(start, min(start + step, num_rows))
+
+
+def _rank(points: np.ndarray, rows: np.ndarray, candidates: np.ndarray, k: int):
+    """The k nearest of each row's candidates, by exact float64 distance.
+
+    rows (b,), candidates (b, c) of point indices (never the row itself).
+    Returns (indices (b, k) int32, distances (b, k) float32), nearest first,
+    ties by index.
+    """
+    candidates = np.sort(candidates, axis=1)
+    diff = points[candidates].astype(np.float64) - points[rows][:, None]
+    distances = np.sqrt(np.einsum("bcf,bcf->bc", diff, diff))
+    order = np.argsort(distances, axis=1, kind="stable")[:, :k]
+    return (
+        np.take_along_axis(candidates, order, 1).astype(np.int32),
+        np.take_along_axis(distances, order, 1).astype(np.float32),
+    )
+
+
+def _exact(points: np.ndarray, rows: np.ndarray, k: int, progbar=None):
+    """Exact k-NN of points[rows] among all points; see `_rank` for the outputs.
+
+    Each block ranks 2k float32 candidates from ‖q‖² − 2q·p + ‖p‖², then
+    re-ranks them exactly, so float32 round-off cannot reorder neighbours.
+    """
+    n = len(points)
+    data = np.ascontiguousarray(points, dtype=np.float32)
+    sq_norms = np.einsum("nf,nf->n", data, data)
+    num_candidates = min(2 * k, n - 1)
+    out_indices = np.empty((len(rows), k), np.int32)
+    out_distances = np.empty((len(rows), k), np.float32)
+    for block in _blocks(len(rows), 4 * n):
+        query = rows[block]
+        sq = data[query] @ data.T
+        sq *= -2
+        sq += sq_norms
+        sq += sq_norms[query, None]
+        sq[np.arange(len(query)), query] = np.inf
+        candidates = np.argpartition(sq, num_candidates - 1, axis=1)[:, :num_candidates]
+        out_indices[block], out_distances[block] = _rank(points, query, candidates, k)
+        if progbar is not None:
+            progbar.add(len(query))
+    return out_indices, out_distances
+
+
+def _scann_searcher(points: np.ndarray, k: int, seed: int):
+    """A ScaNN searcher over points with settings chosen from (N, dim)."""
+    from scann.scann_ops.py import scann_ops_pybind
+
+    n, dim = points.shape
+    data = np.ascontiguousarray(points, dtype=np.float32)
+    builder = scann_ops_pybind.builder(data, k + 1, "squared_l2")
+    if n >= _SCANN_TREE_MIN_POINTS:
+        leaves = int(math.sqrt(n))
+        builder = builder.tree(
+            num_leaves=leaves,
+            num_leaves_to_search=max(8, leaves // 8),
+            training_sample_size=min(n, 100 * leaves),
+        )
+    if dim >= _SCANN_HASH_MIN_DIM:
+        builder = builder.score_ah(4, training_sample_size=min(n, 20_000))
+    else:
+        builder = builder.score_brute_force()
+    config = builder.reorder(max(100, 10 * (k + 1))).create_config()
+    # A fixed clustering seed and one training thread make the build reproducible.
+    config = config.replace("partitioning {", f"partitioning {{ clustering_seed: {seed + 1}", 1)
+    return scann_ops_pybind.create_searcher(data, config, training_threads=1)
+
+
+def _scann(points: np.ndarray, k: int, seed: int, progbar=None):
+    """Approximate k-NN of every point; see `_rank` for the outputs."""
+    n = len(points)
+    searcher = _scann_searcher(points, k, seed)
+    data = np.ascontiguousarray(points, dtype=np.float32)
+    out_indices = np.empty((n, k), np.int32)
+    out_distances = np.empty((n, k), np.float32)
+    for block in _blocks(n, 8 * (k + 1) * points.shape[1]):
+        query = np.arange(n)[block]
+        found, _ = searcher.search_batched_parallel(data[block], final_num_neighbors=k + 1)
+        found = found.astype(np.int64)
+        # Drop each point's own index, or the farthest hit when self was not found.
+        keep = found != query[:, None]
+        keep[keep.all(axis=1), -1] = False
+        if found.shape[1] != k + 1 or (keep.sum(axis=1) != k).any():
+            raise RuntimeError("ScaNN returned fewer neighbours than requested.")
+        out_indices[block], out_distances[block] = _rank(
+            points, query, found[keep].reshape(len(query), k), k
+        )
+        if progbar is not None:
+            progbar.add(len(query))
+    return out_indices, out_distances
+
+
+class NeighborGraph:
+    """k-nearest-neighbour graph of a dataset (module docstring).
+
+    Attributes:
+      indices: (N, k) int32, each row's neighbours, nearest first.
+      distances: (N, k) float32, the matching distances.
+      method: "exact" or "scann", how it was built.
+      metric: "euclidean" or "cosine".
+      fingerprint: shape + hash of sampled rows of the data it was built on.
+    """
+
+    def __init__(
+        self,
+        indices: np.ndarray,
+        distances: np.ndarray,
+        method: str,
+        metric: str,
+        fingerprint: str,
+    ):
+        indices = np.asarray(indices, np.int32)
+        distances = np.asarray(distances, np.float32)
+        if indices.ndim != 2 or indices.shape != distances.shape:
+            raise ValueError(
+                f"indices and distances must both be (N, k), got {indices.shape} "
+                f"and {distances.shape}."
+            )
+        self.indices = indices
+        self.distances = distances
+        self.method = str(method)
+        self.metric = str(metric)
+        self.fingerprint = str(fingerprint)
+
+    @property
+    def num_points(self) -> int:
+        return self.indices.shape[0]
+
+    @property
+    def k(self) -> int:
+        return self.indices.shape[1]
+
+    def __repr__(self) -> str:
+        return (
+            f"NeighborGraph(num_points={self.num_points}, k={self.k}, "
+            f"method={self.method!r}, metric={self.metric!r})"
+        )
+
+    @classmethod
+    def build(
+        cls,
+        x,
+        k: int = 10,
+        method: str = "auto",
+        metric: str = "euclidean",
+        features=None,
+        seed: int = 0,
+        verbose: int = 1,
+    ) -> "NeighborGraph":
+        """The k-NN graph of x (N, ...), measured on x or on `features` (N, F).
+
+        Args:
+          x: float array (N, ...), flattened per point.
+          k: neighbours per point, 1 <= k < N.
+          method: "exact", "scann" or "auto" (exact up to
+            AUTO_EXACT_MAX_POINTS points).
+          metric: "euclidean" (‖a − b‖₂) or "cosine" (1 − cos(a, b)).
+          features: optional (N, F) vectors to measure distance in instead.
+          seed: seeds ScaNN's clustering (the build is reproducible).
+          verbose: 0 hides the progress bar shown from 10,000 points on.
+        """
+        x = float_array(x)
+        n = len(x) if x.ndim else 0
+        if n < 2:
+            raise ValueError(f"A neighbour graph needs at least 2 points, got {n}.")
+        if not isinstance(k, (int, np.integer)) or not 1 <= k < n:
+            raise ValueError(f"k must be an integer with 1 <= k < N = {n}, got {k!r}.")
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
+        if metric not in METRICS:
+            raise ValueError(f"metric must be one of {METRICS}, got {metric!r}.")
+        points = _points(x, features, metric)
+        if method == "auto":
+            method = "exact" if n <= AUTO_EXACT_MAX_POINTS else "scann"
+        progbar = _progbar(n, verbose)
+        if method == "exact":
+            indices, distances = _exact(points, np.arange(n), int(k), progbar)
+        else:
+            indices, distances = _scann(points, int(k), int(seed), progbar)
+        if metric == "cosine":
+            distances = distances**2 / 2
+        return cls(indices, distances, method, metric, fingerprint(x))
+
+    def recall(self, x, sample: int = 1000, seed: int = 0, features=None) -> float:
+        """Recall@k against exact search over `sample` random points of x.
+
+        The fraction of each sampled point's true k nearest neighbours that
+        the graph lists, averaged; 1.0 for an exact graph. Pass the same
+        `features` the graph was built with, if any.
+        """
+        x = float_array(x)
+        self.check_data(x)
+        points = _points(x, features, self.metric)
+        rng = np.random.default_rng(seed)
+        rows = np.sort(rng.choice(self.num_points, min(sample, self.num_points), replace=False))
+        exact, _ = _exact(points, rows, self.k)
+        hits = [np.intersect1d(a, b).size for a, b in zip(self.indices[rows], exact)]
+        return float(np.mean(hits)) / self.k
+
+    def check_data(self, x) -> None:
+        """Raise ValueError unless x is the data this graph was built on."""
+        x = np.asarray(x)
+        if len(x) != self.num_points:
+            raise ValueError(
+                f"The graph was built on {self.num_points} points but x has "
+                f"{len(x)}; build the graph on this x (NeighborGraph.build(x))."
+            )
+        if fingerprint(x) != self.fingerprint:
+            raise ValueError(
+                f"The graph was built on different data than x (shape "
+                f"{x.shape}): fingerprints differ. Build the graph on this x "
+                f"(NeighborGraph.build(x))."
+            )
+
+    def save(self, path: str) -> None:
+        """Write indices, distances, method, metric and fingerprint to one .npz file at path."""
+        with open(path, "wb") as f:
+            np.savez(
+                f,
+                indices=self.indices,
+                distances=self.distances,
+                method=self.method,
+                metric=self.metric,
+                fingerprint=self.fingerprint,
+            )
+
+    @classmethod
+    def load(cls, path: str, x=None) -> "NeighborGraph":
+        """Read a graph written by `save`; with x, refuse it unless built on x."""
+        with np.load(path, allow_pickle=False) as f:
+            graph = cls(**{key: f[key] for key in f.files})
+        if x is not None:
+            graph.check_data(x)
+        return graph
