@@ -77,6 +77,9 @@ class Autoencoder(keras.Model):
     """
 
     def __init__(self, encoder: keras.Model, decoder: keras.Model, **kwargs: Any):
+        # The wrapper has no weights of its own: let the encoder cast inputs,
+        # so that model(x) keeps float64 data float64.
+        kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         self.encoder = encoder
         self.decoder = decoder
@@ -152,6 +155,12 @@ class Autoencoder(keras.Model):
                     f"{unsupported}= to compile()."
                 )
         super().compile(optimizer=optimizer, **kwargs)
+
+    def compile_from_config(self, config):
+        """Recompile a loaded model (Keras skips models that override compile)."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
 
     @property
     def metrics(self):

@@ -1,0 +1,111 @@
+"""Forward-mode Taylor terms against central finite differences of the decoder."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_nrae.taylor import taylor_terms
+
+B, M, D = 3, 2, 2
+
+
+def mlp_decoder():
+    return keras.Sequential(
+        [
+            keras.Input((D,), dtype="float64"),
+            keras.layers.Dense(16, activation="elu", dtype="float64"),
+            keras.layers.Dense(5, activation="tanh", dtype="float64"),
+        ]
+    )
+
+
+def conv_decoder():
+    return keras.Sequential(
+        [
+            keras.Input((D,), dtype="float64"),
+            keras.layers.Dense(2 * 2 * 3, activation="softplus", dtype="float64"),
+            keras.layers.Reshape((2, 2, 3), dtype="float64"),
+            keras.layers.Conv2DTranspose(
+                2, 3, strides=2, padding="same", activation="elu", dtype="float64"
+            ),
+            keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid", dtype="float64"),
+        ]
+    )
+
+
+def central_differences(fn, z, dz, eps=1e-4):
+    """J dz and dzᵀ H dz per slot from f(z ± eps dz): (B, M, *out) each."""
+    first, second = [], []
+    for m in range(dz.shape[1]):
+        plus, minus, mid = fn(z + eps * dz[:, m]), fn(z - eps * dz[:, m]), fn(z)
+        first.append((plus - minus) / (2 * eps))
+        second.append((plus - 2 * mid + minus) / eps**2)
+    return np.stack(first, 1), np.stack(second, 1)
+
+
+@pytest.mark.parametrize("make_decoder", [mlp_decoder, conv_decoder])
+@pytest.mark.parametrize(
+    "mode, vectorize",
+    [("function", True), ("xla", True), ("eager", True), ("xla", False)],
+)
+def test_terms_match_finite_differences(make_decoder, mode, vectorize):
+    decoder = make_decoder()
+    rng = np.random.default_rng(1)
+    z = tf.constant(rng.normal(size=(B, D)))
+    dz = tf.constant(rng.normal(size=(B, M, D)))
+    run = lambda z, dz: taylor_terms(decoder, z, dz, order=2, vectorize=vectorize)
+    if mode != "eager":
+        run = tf.function(run, jit_compile=mode == "xla")
+    value, first, second = run(z, dz)
+    fd_first, fd_second = central_differences(decoder, z, dz)
+    np.testing.assert_allclose(value, decoder(z), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(first, fd_first, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(second, fd_second, rtol=1e-4, atol=1e-5)
+    assert second.shape == (B, M) + tuple(decoder.output_shape[1:])
+
+
+def test_order_one_returns_no_second_term_and_same_first():
+    decoder = mlp_decoder()
+    z = tf.random.normal((B, D), dtype="float64")
+    dz = tf.random.normal((B, M, D), dtype="float64")
+    value1, first1, second1 = taylor_terms(decoder, z, dz, order=1)
+    _, first2, _ = taylor_terms(decoder, z, dz, order=2)
+    assert second1 is None
+    np.testing.assert_allclose(first1, first2, rtol=1e-12)
+
+
+def test_float32_decoder():
+    decoder = keras.Sequential([keras.Input((D,)), keras.layers.Dense(4, activation="elu")])
+    z = tf.random.normal((B, D))
+    _, first, second = taylor_terms(decoder, z, tf.random.normal((B, M, D)), order=2)
+    assert first.dtype == tf.float32 and second.dtype == tf.float32
+
+
+def test_gradients_flow_through_second_order_term():
+    decoder = mlp_decoder()
+    z = tf.random.normal((B, D), dtype="float64")
+    dz = tf.random.normal((B, M, D), dtype="float64")
+    loss_fn = tf.function(lambda: tf.reduce_sum(taylor_terms(decoder, z, dz, order=2)[2] ** 2))
+    kernel = decoder.layers[0].kernel
+    with tf.GradientTape() as tape:
+        loss = loss_fn()
+    grad = tape.gradient(loss, kernel)
+    # Central differences of the loss in one weight.
+    eps, (i, j) = 1e-6, (0, 3)
+    original = kernel.numpy()
+    values = []
+    for sign in (1, -1):
+        shifted = original.copy()
+        shifted[i, j] += sign * eps
+        kernel.assign(shifted)
+        values.append(float(loss_fn()))
+    kernel.assign(original)
+    np.testing.assert_allclose(grad[i, j], (values[0] - values[1]) / (2 * eps), rtol=1e-5)
+
+
+@pytest.mark.parametrize("order", [0, 3])
+def test_bad_order(order):
+    decoder = mlp_decoder()
+    with pytest.raises(ValueError, match="order must be 1"):
+        taylor_terms(decoder, tf.zeros((1, D)), tf.zeros((1, 1, D)), order=order)
