@@ -60,7 +60,7 @@ MODEL_NAMES = ("AE", "DAE", "CAE", "VAE", "WAE", "NRAE-L", "NRAE-Q")
 
 @dataclasses.dataclass(frozen=True)
 class BenchmarkConfig:
-    """Everything shared by all models; the defaults fit MNIST-S × 3 seeds in ~15 min on 2 CPU cores."""
+    """Everything shared by all models (architecture, optimizer, schedule) and the NRAE selection grid."""
 
     latent_dim: int = 10
     hidden: Tuple[int, ...] = (256, 256)
