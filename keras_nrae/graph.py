@@ -8,8 +8,10 @@ own neighbour, but an exact duplicate of it is, at distance 0.
 
 `method="exact"` compares blocks of queries against all points (each block
 holds at most ~64 MiB of distances, never an N × N matrix); `"scann"` uses
-ScaNN (tree partitioning + anisotropic hashing + exact re-ranking) and is
-approximate: `recall()` measures how close it came. `"auto"` is exact up to
+ScaNN: a k-means tree of ~√N leaves (from 2,000 points on), 4-bit asymmetric
+hashing of 4-dimension blocks (from 64 dimensions on), and exact re-ranking
+of the best max(200, 20(k + 1)) candidates. It is approximate: `recall()`
+measures how close it came. `"auto"` is exact up to
 `AUTO_EXACT_MAX_POINTS` points and ScaNN above.
 """
 
@@ -29,7 +31,7 @@ _FINGERPRINT_ROWS = 64
 # ScaNN: partition into ~sqrt(N) leaves and search 1/8 of them from this
 # many points on; quantise (4 dims per 4-bit code) from this dimension on.
 _SCANN_TREE_MIN_POINTS = 2_000
-_SCANN_HASH_MIN_DIM = 16
+_SCANN_HASH_MIN_DIM = 64
 
 
 def float_array(x, name: str = "x") -> np.ndarray:
@@ -156,8 +158,9 @@ def _scann_searcher(points: np.ndarray, k: int, seed: int):
         builder = builder.score_ah(4, training_sample_size=min(n, 20_000))
     else:
         builder = builder.score_brute_force()
-    config = builder.reorder(max(100, 10 * (k + 1))).create_config()
-    # A fixed clustering seed and one training thread make the build reproducible.
+    config = builder.reorder(max(200, 20 * (k + 1))).create_config()
+    # A fixed clustering seed and one training thread make the partitioning
+    # reproducible; ScaNN's hash training is not always (a few rows may differ).
     config = config.replace("partitioning {", f"partitioning {{ clustering_seed: {seed + 1}", 1)
     return scann_ops_pybind.create_searcher(data, config, training_threads=1)
 
@@ -252,7 +255,8 @@ class NeighborGraph:
             AUTO_EXACT_MAX_POINTS points).
           metric: "euclidean" (‖a − b‖₂) or "cosine" (1 − cos(a, b)).
           features: optional (N, F) vectors to measure distance in instead.
-          seed: seeds ScaNN's clustering (the build is reproducible).
+          seed: seeds ScaNN's clustering. ScaNN builds are reproducible below
+            64 dimensions; above, its hash training may change a few rows.
           verbose: 0 hides the progress bar shown from 10,000 points on.
         """
         x = float_array(x)

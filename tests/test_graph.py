@@ -1,0 +1,169 @@
+"""NeighborGraph against brute-force numpy k-NN."""
+
+import numpy as np
+import pytest
+
+from keras_nrae import graph as graph_lib
+from keras_nrae.graph import NeighborGraph
+
+
+def brute_force(points: np.ndarray, k: int):
+    """(indices, distances) of the k nearest other rows, ties by index, in float64."""
+    points = points.reshape(len(points), -1).astype(np.float64)
+    distances = np.stack([np.linalg.norm(points - row, axis=1) for row in points])
+    np.fill_diagonal(distances, np.inf)
+    order = np.argsort(distances, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(distances, order, 1)
+
+
+def recall(indices: np.ndarray, truth: np.ndarray) -> float:
+    return np.mean([np.intersect1d(a, b).size for a, b in zip(indices, truth)]) / truth.shape[1]
+
+
+def random_data(n=300, shape=(3, 5), seed=0):
+    return np.random.default_rng(seed).normal(size=(n, *shape))
+
+
+def clustered_data(n=3000, dim=24, clusters=20, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, dim))
+    return (centres[rng.integers(clusters, size=n)] + 0.3 * rng.normal(size=(n, dim))).astype(
+        np.float32
+    )
+
+
+@pytest.mark.parametrize("data", [random_data(), clustered_data(n=400)], ids=["random", "clustered"])
+def test_exact_equals_brute_force(data):
+    graph = NeighborGraph.build(data, k=7, method="exact", verbose=0)
+    indices, distances = brute_force(data, 7)
+    assert graph.indices.dtype == np.int32 and graph.distances.dtype == np.float32
+    np.testing.assert_array_equal(graph.indices, indices)
+    np.testing.assert_allclose(graph.distances, distances, rtol=1e-6)
+    assert graph.method == "exact" and graph.k == 7 and graph.num_points == len(data)
+
+
+def test_exact_in_many_small_blocks_is_unchanged(monkeypatch):
+    data = random_data(n=200)
+    monkeypatch.setattr(graph_lib, "_BLOCK_BYTES", 4 * 200 * 7)  # 7 queries per block
+    graph = NeighborGraph.build(data, k=5, method="exact", verbose=0)
+    np.testing.assert_array_equal(graph.indices, brute_force(data, 5)[0])
+
+
+def test_features_and_cosine_metric():
+    data = random_data(n=150)
+    features = np.random.default_rng(1).normal(size=(150, 4))
+    graph = NeighborGraph.build(data, k=4, features=features, verbose=0)
+    np.testing.assert_array_equal(graph.indices, brute_force(features, 4)[0])
+
+    cosine = NeighborGraph.build(features, k=4, metric="cosine", verbose=0)
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+    similarity = unit @ unit.T
+    np.fill_diagonal(similarity, -np.inf)
+    order = np.argsort(-similarity, axis=1, kind="stable")[:, :4]
+    np.testing.assert_array_equal(cosine.indices, order)
+    np.testing.assert_allclose(
+        cosine.distances, 1 - np.take_along_axis(similarity, order, 1), atol=1e-6
+    )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [random_data(n=500, shape=(64,)), random_data(n=500, shape=(3,)), clustered_data(),
+     clustered_data(dim=64)],
+    ids=["small-hashed", "low-dim", "partitioned", "partitioned-hashed"],
+)
+def test_scann_recall(data):
+    graph = NeighborGraph.build(data, k=10, method="scann", verbose=0)
+    truth, _ = brute_force(data, 10)
+    assert graph.method == "scann"
+    assert recall(graph.indices, truth) >= 0.95
+    rows = np.sort(np.random.default_rng(0).choice(len(data), 200, replace=False))
+    assert graph.recall(data, sample=200) == pytest.approx(recall(graph.indices[rows], truth[rows]))
+    assert np.all(np.diff(graph.distances, axis=1) >= 0)
+    assert np.all(graph.indices != np.arange(len(data))[:, None])
+    # Reported distances are the true ones of the listed neighbours.
+    listed = np.linalg.norm(data[:, None] - data[graph.indices], axis=-1)
+    np.testing.assert_allclose(graph.distances, listed, rtol=1e-5)
+
+
+def test_scann_is_reproducible():
+    data = clustered_data()  # below 64 dimensions: no hashing
+    first = NeighborGraph.build(data, k=5, method="scann", seed=3, verbose=0)
+    again = NeighborGraph.build(data, k=5, method="scann", seed=3, verbose=0)
+    np.testing.assert_array_equal(first.indices, again.indices)
+
+
+@pytest.mark.parametrize("method", ["exact", "scann"])
+def test_duplicates_are_neighbours_but_self_is_not(method):
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(100, 20))
+    # Rows 0..99 and their copies 100..199; row 200..219 are 20 copies of one point.
+    data = np.concatenate([base, base, np.repeat(rng.normal(size=(1, 20)), 20, 0)])
+    graph = NeighborGraph.build(data, k=5, method=method, verbose=0)
+    n = len(data)
+    assert np.all(graph.indices != np.arange(n)[:, None])
+    twin = np.concatenate([np.arange(100, 200), np.arange(100)])
+    np.testing.assert_array_equal(graph.indices[:200, 0], twin)
+    np.testing.assert_array_equal(graph.distances[:200, 0], 0.0)
+    assert np.all(graph.distances[200:] == 0) and np.all(graph.indices[200:] >= 200)
+
+
+def test_auto_picks_exact_for_small_data():
+    assert NeighborGraph.build(random_data(n=50), k=3, verbose=0).method == "exact"
+
+
+def test_progress_bar_is_silenced_by_verbose_0(monkeypatch, capsys):
+    monkeypatch.setattr(graph_lib, "_PROGRESS_MIN_POINTS", 10)
+    NeighborGraph.build(random_data(n=50), k=3, verbose=1)
+    assert "50/50" in capsys.readouterr().out
+    NeighborGraph.build(random_data(n=50), k=3, verbose=0)
+    assert capsys.readouterr().out == ""
+
+
+def test_save_load_round_trip_and_fingerprint(tmp_path):
+    data = random_data(n=60)
+    graph = NeighborGraph.build(data, k=4, verbose=0)
+    path = str(tmp_path / "graph.npz")
+    graph.save(path)
+    loaded = NeighborGraph.load(path, x=data.astype(np.float32))
+    np.testing.assert_array_equal(loaded.indices, graph.indices)
+    np.testing.assert_array_equal(loaded.distances, graph.distances)
+    assert (loaded.method, loaded.metric, loaded.k) == ("exact", "euclidean", 4)
+
+    other = data.copy()
+    other[0, 0, 0] += 1.0
+    with pytest.raises(ValueError, match="different data"):
+        NeighborGraph.load(path, x=other)
+    with pytest.raises(ValueError, match="built on 60 points but x has 59"):
+        NeighborGraph.load(path, x=data[:59])
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"x": random_data(n=10), "k": 10}, ValueError, r"1 <= k < N = 10"),
+        ({"x": random_data(n=10), "k": 0}, ValueError, r"1 <= k < N"),
+        ({"x": random_data(n=1), "k": 1}, ValueError, "at least 2 points, got 1"),
+        ({"x": np.zeros((5, 3), np.uint8), "k": 2}, TypeError, "scale images"),
+        ({"x": np.array([["a"], ["b"], ["c"]]), "k": 1}, TypeError, "floating-point"),
+        ({"x": random_data(n=10), "k": 2, "method": "kd"}, ValueError, "method must be"),
+        ({"x": random_data(n=10), "k": 2, "metric": "l1"}, ValueError, "metric must be"),
+        ({"x": random_data(n=10), "k": 2, "features": np.ones((9, 2))}, ValueError, "features must be"),
+        ({"x": np.zeros((4, 2)), "k": 2, "metric": "cosine"}, ValueError, "row 0 of x is all zeros"),
+    ],
+)
+def test_bad_input(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        NeighborGraph.build(verbose=0, **kwargs)
+
+
+def test_non_finite_values_name_the_first_bad_row():
+    data = random_data(n=20)
+    data[7, 1, 2] = np.nan
+    data[12, 0, 0] = np.inf
+    with pytest.raises(ValueError, match="x contains NaN or Inf, first in row 7"):
+        NeighborGraph.build(data, k=3, verbose=0)
+    features = np.ones((20, 2))
+    features[3] = -np.inf
+    with pytest.raises(ValueError, match="features contains NaN or Inf, first in row 3"):
+        NeighborGraph.build(random_data(n=20), k=3, features=features, verbose=0)
