@@ -159,8 +159,8 @@ def _scann_searcher(points: np.ndarray, k: int, seed: int):
     else:
         builder = builder.score_brute_force()
     config = builder.reorder(max(200, 20 * (k + 1))).create_config()
-    # A fixed clustering seed and one training thread make the partitioning
-    # reproducible; ScaNN's hash training is not always (a few rows may differ).
+    # A fixed clustering seed and one training thread make rebuilds agree on
+    # almost all rows; ScaNN's training is not bit-reproducible.
     config = config.replace("partitioning {", f"partitioning {{ clustering_seed: {seed + 1}", 1)
     return scann_ops_pybind.create_searcher(data, config, training_threads=1)
 
@@ -255,8 +255,9 @@ class NeighborGraph:
             AUTO_EXACT_MAX_POINTS points).
           metric: "euclidean" (‖a − b‖₂) or "cosine" (1 − cos(a, b)).
           features: optional (N, F) vectors to measure distance in instead.
-          seed: seeds ScaNN's clustering. ScaNN builds are reproducible below
-            64 dimensions; above, its hash training may change a few rows.
+          seed: seeds ScaNN's clustering. ScaNN's training is not
+            bit-reproducible: a rebuild may differ in a few rows (`save` a
+            graph to reuse it exactly). Exact graphs are deterministic.
           verbose: 0 hides the progress bar shown from 10,000 points on.
         """
         x = float_array(x)

@@ -86,13 +86,6 @@ def test_scann_recall(data):
     np.testing.assert_allclose(graph.distances, listed, rtol=1e-5)
 
 
-def test_scann_is_reproducible():
-    data = clustered_data()  # below 64 dimensions: no hashing
-    first = NeighborGraph.build(data, k=5, method="scann", seed=3, verbose=0)
-    again = NeighborGraph.build(data, k=5, method="scann", seed=3, verbose=0)
-    np.testing.assert_array_equal(first.indices, again.indices)
-
-
 @pytest.mark.parametrize("method", ["exact", "scann"])
 def test_duplicates_are_neighbours_but_self_is_not(method):
     rng = np.random.default_rng(0)

@@ -1,0 +1,164 @@
+"""neighborhood_dataset: coverage, sampling rules, determinism, errors and a fit."""
+
+import collections
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_nrae import NeighborhoodReconstructionModel, NeighborGraph, neighborhood_dataset
+from keras_nrae.architectures import mlp_autoencoder
+from keras_nrae.graph import fingerprint
+
+N, K = 40, 5
+
+
+def indexed_data(n=N, dtype=np.float32):
+    """Points (n, 2, 3) whose every entry is the point's own index."""
+    return np.broadcast_to(np.arange(n, dtype=dtype)[:, None, None], (n, 2, 3)).copy()
+
+
+def random_graph(x, k=K, seed=0):
+    """A graph with arbitrary distinct non-self neighbours, to test the sampler alone."""
+    rng = np.random.default_rng(seed)
+    n = len(x)
+    indices = np.stack([rng.choice(np.delete(np.arange(n), i), k, replace=False) for i in range(n)])
+    return NeighborGraph(indices, np.ones((n, k)), "exact", "euclidean", fingerprint(x))
+
+
+def ids(t) -> np.ndarray:
+    """Point indices of a batch tensor (..., 2, 3) of indexed_data rows."""
+    return t.numpy()[..., 0, 0].astype(np.int64)
+
+
+def epoch(ds):
+    return [(ids(b["x"]), ids(b["neighbors"])) for b in ds]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_static_shapes_and_dtypes(dtype):
+    x = indexed_data(dtype=dtype)
+    ds = neighborhood_dataset(x, random_graph(x), batch_size=8, neighbors_per_point=3)
+    spec = ds.element_spec
+    assert spec["x"].shape == (8, 2, 3) and spec["neighbors"].shape == (8, 3, 2, 3)
+    assert spec["x"].dtype == spec["neighbors"].dtype == tf.as_dtype(dtype)
+    open_ended = neighborhood_dataset(x, random_graph(x), 16, 3, drop_remainder=False)
+    assert open_ended.element_spec["neighbors"].shape.as_list() == [None, 3, 2, 3]
+    assert [len(b["x"]) for b in open_ended] == [16, 16, 8]
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_each_centre_once_per_epoch_and_neighbours_from_graph(shuffle):
+    x = indexed_data()
+    graph = random_graph(x)
+    ds = neighborhood_dataset(x, graph, 8, neighbors_per_point=4, shuffle=shuffle)
+    for _ in range(2):
+        batches = epoch(ds)
+        centres = np.concatenate([c for c, _ in batches])
+        assert sorted(centres) == list(range(N))
+        assert (centres == np.arange(N)).all() != shuffle
+        for c, neighbors in batches:
+            np.testing.assert_array_equal(neighbors[:, 0], c)  # include_center
+            for centre, drawn in zip(c, neighbors[:, 1:]):
+                assert set(drawn) <= set(graph.indices[centre])
+                assert len(set(drawn)) == len(drawn)  # without replacement
+
+
+def test_include_center_slot_is_bit_identical():
+    x = np.random.default_rng(0).random((N, 2, 3)).astype(np.float32)
+    for batch in neighborhood_dataset(x, random_graph(x), 8, neighbors_per_point=2):
+        assert tf.reduce_all(tf.equal(batch["neighbors"][:, 0], batch["x"]))
+
+
+def test_without_center_all_slots_are_graph_neighbours():
+    x = indexed_data()
+    graph = random_graph(x)
+    ds = neighborhood_dataset(x, graph, 10, neighbors_per_point=K, include_center=False)
+    for c, neighbors in epoch(ds):
+        for centre, drawn in zip(c, neighbors):
+            assert sorted(drawn) == sorted(graph.indices[centre])  # all k, each once
+
+
+def test_replace_allows_more_slots_than_neighbours():
+    x = indexed_data()
+    graph = random_graph(x)
+    ds = neighborhood_dataset(x, graph, 8, neighbors_per_point=2 * K, replace=True)
+    for c, neighbors in epoch(ds):
+        for centre, drawn in zip(c, neighbors[:, 1:]):
+            assert set(drawn) <= set(graph.indices[centre])
+
+
+def test_draws_are_uniform_over_the_graph_neighbours():
+    x = indexed_data(n=10)
+    graph = random_graph(x, k=4)
+    ds = neighborhood_dataset(x, graph, 10, neighbors_per_point=2, shuffle=False)
+    counts = collections.Counter()
+    for c, neighbors in epoch(ds.repeat(200)):
+        counts.update(zip(c, neighbors[:, 1]))
+    # 200 draws per centre over its 4 neighbours: 50 each, binomial sd ≈ 6.1.
+    assert sorted(counts) == sorted((c, j) for c in range(10) for j in graph.indices[c])
+    assert all(25 <= n <= 75 for n in counts.values())
+
+
+def test_same_seed_same_batches_new_epochs_new_draws():
+    x = indexed_data()
+    graph = random_graph(x)
+    make = lambda seed: neighborhood_dataset(x, graph, 8, neighbors_per_point=3, seed=seed)
+    first, again, other = make(0), make(0), make(1)
+    epochs = [epoch(first), epoch(first)]
+    for mine, theirs in zip(epochs, [epoch(again), epoch(again)]):
+        for (c1, n1), (c2, n2) in zip(mine, theirs):
+            np.testing.assert_array_equal(c1, c2)
+            np.testing.assert_array_equal(n1, n2)
+    flat = lambda e: np.concatenate([n for _, n in e])
+    assert not np.array_equal(flat(epochs[0]), flat(epochs[1]))
+    assert not np.array_equal(flat(epochs[0]), flat(epoch(other)))
+
+
+def test_distribute_dataset():
+    x = indexed_data()
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    ds = neighborhood_dataset(x, random_graph(x), 8, neighbors_per_point=2)
+    batches = list(strategy.experimental_distribute_dataset(ds))
+    assert len(batches) == N // 8
+    assert batches[0]["neighbors"].shape == (8, 2, 2, 3)
+
+
+def test_fit_end_to_end():
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).random((64, 4, 4)).astype(np.float32)
+    graph = NeighborGraph.build(x, k=4, verbose=0)
+    ds = neighborhood_dataset(x, graph, batch_size=16, neighbors_per_point=3)
+    encoder, decoder = mlp_autoencoder((4, 4), latent_dim=2, hidden=(8,))
+    model = NeighborhoodReconstructionModel(encoder, decoder, order=1)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    history = model.fit(ds, epochs=3, verbose=0)
+    losses = history.history["loss"]
+    assert len(losses) == 3 and np.all(np.isfinite(losses))
+    assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize(
+    "x, kwargs, error, match",
+    [
+        (indexed_data().astype(np.uint8), {}, TypeError, "scale images"),
+        (indexed_data(n=N - 1), {}, ValueError, f"built on {N} points but x has {N - 1}"),
+        (indexed_data() + 1, {}, ValueError, "different data"),
+        (indexed_data(), {"neighbors_per_point": K + 2}, ValueError, "replace=True"),
+        (indexed_data(), {"neighbors_per_point": K + 1, "include_center": False}, ValueError, "k=5"),
+        (indexed_data(), {"batch_size": N + 1}, ValueError, "no batch"),
+        (indexed_data(), {"batch_size": 0}, ValueError, "batch_size must be a positive"),
+        (indexed_data(), {"neighbors_per_point": 0}, ValueError, "neighbors_per_point must"),
+    ],
+)
+def test_bad_input(x, kwargs, error, match):
+    graph = random_graph(indexed_data())
+    kwargs = {"batch_size": 8, **kwargs}
+    with pytest.raises(error, match=match):
+        neighborhood_dataset(x, graph, **kwargs)
+
+
+def test_graph_must_be_a_neighbor_graph():
+    with pytest.raises(TypeError, match="NeighborGraph"):
+        neighborhood_dataset(indexed_data(), np.zeros((N, K), np.int32), 8)
