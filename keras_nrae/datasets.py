@@ -37,6 +37,8 @@ def read_idx(path) -> np.ndarray:
 
 def _as_images(pixels: np.ndarray) -> np.ndarray:
     """uint8 (N, H, W[, C]) -> float32 (N, H, W, C) in [0, 1]."""
+    if pixels.dtype != np.uint8:
+        raise TypeError(f"Expected uint8 pixels, got dtype {pixels.dtype}.")
     if pixels.ndim == 3:
         pixels = pixels[..., None]
     if pixels.ndim != 4:
@@ -74,8 +76,9 @@ def _load_local(name: str, split: str, folder: Path) -> Optional[np.ndarray]:
 def _load_tfds(name: str, split: str, data_dir: Optional[str], download: bool) -> np.ndarray:
     import tensorflow_datasets as tfds
 
-    batch = tfds.load(name, split=split, batch_size=-1, data_dir=data_dir, download=download)
-    return _as_images(tfds.as_numpy(batch)["image"])
+    examples = tfds.load(name, split=split, data_dir=data_dir, download=download)
+    batches = examples.map(lambda example: example["image"]).batch(10_000)
+    return _as_images(np.concatenate(list(tfds.as_numpy(batches))))
 
 
 def load_images(name: str, split: str = "train", data_dir: Optional[str] = None) -> np.ndarray:
