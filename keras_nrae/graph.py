@@ -21,6 +21,7 @@ from typing import Optional
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 AUTO_EXACT_MAX_POINTS = 10_000
 METHODS = ("auto", "exact", "scann")
@@ -97,15 +98,24 @@ def _blocks(num_rows: int, row_bytes: int):
         yield slice(start, min(start + step, num_rows))
 
 
+def _without_self(found: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """found (b, c + 1) search hits -> (b, c): each row's own index removed,
+    or its last hit when self was crowded out (by exact duplicates)."""
+    keep = found != rows[:, None]
+    keep[keep.all(axis=1), -1] = False
+    return found[keep].reshape(len(rows), -1)
+
+
 def _rank(points: np.ndarray, rows: np.ndarray, candidates: np.ndarray, k: int):
-    """The k nearest of each row's candidates, by exact float64 distance.
+    """The k nearest of each row's candidates, by direct distance ‖p_row − p_c‖₂.
 
     rows (b,), candidates (b, c) of point indices (never the row itself).
     Returns (indices (b, k) int32, distances (b, k) float32), nearest first,
-    ties by index.
+    ties by index. Computed in points' dtype (float64 input stays exact).
     """
     candidates = np.sort(candidates, axis=1)
-    diff = points[candidates].astype(np.float64) - points[rows][:, None]
+    diff = points[candidates]
+    diff -= points[rows][:, None]
     distances = np.sqrt(np.einsum("bcf,bcf->bc", diff, diff))
     order = np.argsort(distances, axis=1, kind="stable")[:, :k]
     return (
@@ -117,35 +127,33 @@ def _rank(points: np.ndarray, rows: np.ndarray, candidates: np.ndarray, k: int):
 def _exact(points: np.ndarray, rows: np.ndarray, k: int, progbar=None):
     """Exact k-NN of points[rows] among all points; see `_rank` for the outputs.
 
-    Each block ranks 2k float32 candidates from ‖q‖² − 2q·p + ‖p‖², then
-    re-ranks them exactly, so float32 round-off cannot reorder neighbours.
+    Each block takes each query's 2k + 1 nearest by float32 −2q·p + ‖p‖²
+    (TensorFlow matmul + top_k), drops the query itself and `_rank`s the rest
+    by direct distance, so round-off in the expansion cannot reorder them.
     """
     n = len(points)
-    data = np.ascontiguousarray(points, dtype=np.float32)
-    sq_norms = np.einsum("nf,nf->n", data, data)
+    data = tf.constant(points, tf.float32)
+    sq_norms = tf.reduce_sum(tf.square(data), axis=1)
     num_candidates = min(2 * k, n - 1)
     out_indices = np.empty((len(rows), k), np.int32)
     out_distances = np.empty((len(rows), k), np.float32)
-    for block in _blocks(len(rows), 4 * n):
-        query = rows[block]
-        sq = data[query] @ data.T
-        sq *= -2
-        sq += sq_norms
-        sq += sq_norms[query, None]
-        sq[np.arange(len(query)), query] = np.inf
-        candidates = np.argpartition(sq, num_candidates - 1, axis=1)[:, :num_candidates]
-        out_indices[block], out_distances[block] = _rank(points, query, candidates, k)
+    row_bytes = 12 * n + 2 * num_candidates * points.shape[1] * points.itemsize
+    for block in _blocks(len(rows), row_bytes):
+        query = tf.constant(rows[block])
+        sq = sq_norms - 2 * tf.matmul(tf.gather(data, query), data, transpose_b=True)
+        found = tf.math.top_k(-sq, num_candidates + 1).indices.numpy()
+        candidates = _without_self(found, rows[block])
+        out_indices[block], out_distances[block] = _rank(points, rows[block], candidates, k)
         if progbar is not None:
-            progbar.add(len(query))
+            progbar.add(len(candidates))
     return out_indices, out_distances
 
 
-def _scann_searcher(points: np.ndarray, k: int, seed: int):
-    """A ScaNN searcher over points with settings chosen from (N, dim)."""
+def _scann_searcher(data: np.ndarray, k: int, seed: int):
+    """A ScaNN searcher over float32 data (N, dim) with settings chosen from (N, dim)."""
     from scann.scann_ops.py import scann_ops_pybind
 
-    n, dim = points.shape
-    data = np.ascontiguousarray(points, dtype=np.float32)
+    n, dim = data.shape
     builder = scann_ops_pybind.builder(data, k + 1, "squared_l2")
     if n >= _SCANN_TREE_MIN_POINTS:
         leaves = int(math.sqrt(n))
@@ -168,22 +176,17 @@ def _scann_searcher(points: np.ndarray, k: int, seed: int):
 def _scann(points: np.ndarray, k: int, seed: int, progbar=None):
     """Approximate k-NN of every point; see `_rank` for the outputs."""
     n = len(points)
-    searcher = _scann_searcher(points, k, seed)
     data = np.ascontiguousarray(points, dtype=np.float32)
+    searcher = _scann_searcher(data, k, seed)
     out_indices = np.empty((n, k), np.int32)
     out_distances = np.empty((n, k), np.float32)
-    for block in _blocks(n, 8 * (k + 1) * points.shape[1]):
+    for block in _blocks(n, 2 * (k + 1) * points.shape[1] * points.itemsize):
         query = np.arange(n)[block]
         found, _ = searcher.search_batched_parallel(data[block], final_num_neighbors=k + 1)
-        found = found.astype(np.int64)
-        # Drop each point's own index, or the farthest hit when self was not found.
-        keep = found != query[:, None]
-        keep[keep.all(axis=1), -1] = False
-        if found.shape[1] != k + 1 or (keep.sum(axis=1) != k).any():
-            raise RuntimeError("ScaNN returned fewer neighbours than requested.")
-        out_indices[block], out_distances[block] = _rank(
-            points, query, found[keep].reshape(len(query), k), k
-        )
+        if found.shape[1] != k + 1:
+            raise RuntimeError(f"ScaNN returned {found.shape[1]} neighbours, not {k + 1}.")
+        candidates = _without_self(found.astype(np.int64), query)
+        out_indices[block], out_distances[block] = _rank(points, query, candidates, k)
         if progbar is not None:
             progbar.add(len(query))
     return out_indices, out_distances
