@@ -44,14 +44,14 @@ def test_returns_the_loss_and_adds_it_weighted():
     x, neighbors = _batch()
     z, z_neighbors = _codes(encoder, x, neighbors)
     layer = NeighborhoodReconstructionLoss(
-        decoder, order=2, kernel=kernels.Binary(lam=LAM), weight=WEIGHT
+        decoder, kernel=kernels.Binary(lam=LAM), weight=WEIGHT
     )
 
     loss = layer(x, neighbors, z, z_neighbors, center_first=True)
 
     binary_weights = np.where(np.arange(SLOTS) == 0, 1.0, LAM) * np.ones((BATCH, 1))
     expected = neighborhood_reconstruction_loss(
-        decoder, z, z_neighbors, neighbors, binary_weights.astype("float32"), order=2
+        decoder, z, z_neighbors, neighbors, binary_weights.astype("float32")
     )
     np.testing.assert_allclose(loss.numpy(), expected.numpy(), rtol=1e-6)
     assert len(layer.losses) == 1
@@ -75,16 +75,28 @@ class UserAutoencoder(keras.Model):
         return self.decoder(z)
 
 
-def test_fit_minimises_the_added_loss():
+XLA_ORDER_2 = pytest.mark.xfail(
+    strict=True,
+    reason="XLA (TF 2.20) miscompiles the order-2 expansion value[:, None] + first + "
+    "0.5 * second of a tanh decoder (see test_functional_loss).",
+)
+
+
+@pytest.mark.parametrize(
+    "order,jit", [(1, False), (2, False), (1, True), pytest.param(2, True, marks=XLA_ORDER_2)]
+)
+def test_fit_minimises_the_added_loss(order, jit):
     encoder, decoder = _autoencoder()
     x, neighbors = _batch()
-    layer = NeighborhoodReconstructionLoss(decoder, kernel=kernels.Binary(lam=LAM), weight=WEIGHT)
+    layer = NeighborhoodReconstructionLoss(
+        decoder, order=order, kernel=kernels.Binary(lam=LAM), weight=WEIGHT
+    )
     model = UserAutoencoder(encoder, decoder, layer)
     expected = WEIGHT * layer(x, neighbors, *_codes(encoder, x, neighbors)).numpy()
     before = [v.numpy() for v in model.trainable_variables]
     assert len(before) == len(encoder.trainable_variables) + len(decoder.trainable_variables)
 
-    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    model.compile(optimizer=keras.optimizers.SGD(0.1), jit_compile=jit)
     history = model.fit({"x": x, "neighbors": neighbors}, batch_size=BATCH, epochs=1, verbose=0)
 
     # One step: the reported loss is the added loss before the update.
