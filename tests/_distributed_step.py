@@ -6,6 +6,7 @@ weights after the step on one device and under the strategy, and the
 per-replica batch sizes.
 """
 
+import contextlib
 import json
 import os
 
@@ -19,7 +20,12 @@ tf.config.set_logical_device_configuration(_cpu, [tf.config.LogicalDeviceConfigu
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_nrae import NeighborhoodReconstructionModel, kernels  # noqa: E402
+from keras_nrae import (  # noqa: E402
+    NeighborGraph,
+    NeighborhoodReconstructionModel,
+    kernels,
+    neighborhood_dataset,
+)
 from keras_nrae.architectures import mlp_autoencoder  # noqa: E402
 
 GLOBAL_BATCH = 8
@@ -44,31 +50,50 @@ def _one_step(model, dataset):
     return history.history["loss"][0], _weights(model)
 
 
-def main():
+def _cases():
+    """(name, order, dataset factory, scope of the one-device reference) per case."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(GLOBAL_BATCH, 4)).astype("float32")
     others = rng.normal(size=(GLOBAL_BATCH, 3, 4)).astype("float32")
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    results = {}
     for order in (1, 2):
         for center_first in (True, False):
             neighbors = np.concatenate([x[:, None], others], 1) if center_first else others
-            dataset = tf.data.Dataset.from_tensors({"x": x, "neighbors": neighbors})
+            batch = {"x": x, "neighbors": neighbors}
+            make = lambda b=batch: tf.data.Dataset.from_tensors(b)
+            yield f"order{order}-center_first{center_first}", order, make, contextlib.nullcontext
+    points = rng.normal(size=(2 * GLOBAL_BATCH, 4)).astype("float32")
+    graph = NeighborGraph.build(points, k=4, method="exact", verbose=0)
+    # A fresh pipeline per fit: each iteration of one pipeline is a new epoch.
+    make = lambda: neighborhood_dataset(
+        points, graph, GLOBAL_BATCH, neighbors_per_point=3, seed=0
+    ).take(1)
+    # Under any strategy Keras' fit first draws one batch from a throwaway
+    # iteration (its symbolic build), so it trains on the pipeline's second
+    # epoch; a one-device strategy as reference sees the same epoch.
+    one_device = tf.distribute.OneDeviceStrategy("/cpu:0").scope
+    yield "neighborhood_dataset-order1", 1, make, one_device
+
+
+def main():
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    results = {}
+    for name, order, make_dataset, reference_scope in _cases():
+        with reference_scope():
             model = _model(order)
-            initial_weights = _weights(model)
-            loss, weights = _one_step(model, dataset)
-            with strategy.scope():
-                model = _model(order)
-            distributed_loss, distributed_weights = _one_step(model, dataset)
-            results[f"order{order}-center_first{center_first}"] = {
-                "initial_weights": initial_weights,
-                "loss": loss,
-                "weights": weights,
-                "distributed_loss": distributed_loss,
-                "distributed_weights": distributed_weights,
-                "replicas": model.distribute_strategy.num_replicas_in_sync,
-            }
-    per_replica = next(iter(strategy.experimental_distribute_dataset(dataset)))
+        initial_weights = _weights(model)
+        loss, weights = _one_step(model, make_dataset())
+        with strategy.scope():
+            model = _model(order)
+        distributed_loss, distributed_weights = _one_step(model, make_dataset())
+        results[name] = {
+            "initial_weights": initial_weights,
+            "loss": loss,
+            "weights": weights,
+            "distributed_loss": distributed_loss,
+            "distributed_weights": distributed_weights,
+            "replicas": model.distribute_strategy.num_replicas_in_sync,
+        }
+    per_replica = next(iter(strategy.experimental_distribute_dataset(make_dataset())))
     results["replica_batch_sizes"] = [
         int(t.shape[0]) for t in strategy.experimental_local_results(per_replica["x"])
     ]
