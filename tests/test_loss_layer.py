@@ -79,9 +79,10 @@ class UserAutoencoder(keras.Model):
 
 
 XLA_ORDER_2 = pytest.mark.xfail(
-    strict=True,
+    strict=False,
     reason="XLA (TF 2.20) miscompiles the order-2 expansion value[:, None] + first + "
-    "0.5 * second of a tanh decoder (see test_functional_loss).",
+    "0.5 * second when the Taylor terms come from the vectorized_map path "
+    "(see test_functional_loss); decoders on another path pass.",
 )
 
 
