@@ -60,7 +60,8 @@ def _cases():
             neighbors = np.concatenate([x[:, None], others], 1) if center_first else others
             batch = {"x": x, "neighbors": neighbors}
             make = lambda b=batch: tf.data.Dataset.from_tensors(b)
-            yield f"order{order}-center_first{center_first}", order, make, contextlib.nullcontext
+            name = f"order{order}-center_first{center_first}"
+            yield name, order, make, contextlib.nullcontext
     points = rng.normal(size=(2 * GLOBAL_BATCH, 4)).astype("float32")
     graph = NeighborGraph.build(points, k=4, method="exact", verbose=0)
     # A fresh pipeline per fit: each iteration of one pipeline is a new epoch.

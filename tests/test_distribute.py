@@ -14,7 +14,7 @@ import pytest
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "_distributed_step.py")
 CASES = [f"order{o}-center_first{c}" for o in (1, 2) for c in (True, False)] + [
-    "neighborhood_dataset-order1"
+    "neighborhood_dataset-order1",
 ]
 
 
