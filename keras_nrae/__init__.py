@@ -10,5 +10,6 @@ from keras_nrae.graph import NeighborGraph  # noqa: E402
 from keras_nrae.data import neighborhood_dataset  # noqa: E402
 from keras_nrae import datasets  # noqa: E402
 from keras_nrae.export import export_saved_model  # noqa: E402
+from keras_nrae import callbacks  # noqa: E402
 
 __version__ = "0.1.0"
