@@ -35,10 +35,12 @@ def _sum_over_features(t: tf.Tensor) -> tf.Tensor:
 
 
 def _expansion(value, first, second, dtype):
-    out = tf.cast(value, dtype)[:, None] + tf.cast(first, dtype)
+    # Sum the Taylor step before broadcasting the value: XLA on TF 2.20 CPU
+    # miscompiles value[:, None] + first + 0.5 * second for pfor-made terms.
+    step = tf.cast(first, dtype)
     if second is not None:
-        out += 0.5 * tf.cast(second, dtype)
-    return out
+        step += 0.5 * tf.cast(second, dtype)
+    return tf.cast(value, dtype)[:, None] + step
 
 
 def _check_output_shape(value: tf.Tensor, targets: tf.Tensor) -> None:

@@ -179,16 +179,7 @@ def test_shape_errors_are_clear(z_shape, zn_shape, xn_shape, message):
         (1, False),
         (1, True),
         (2, False),
-        pytest.param(
-            2,
-            True,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="XLA (TF 2.20) miscompiles value[:, None] + first + 0.5 * second "
-                "when the Taylor terms come from the vectorized_map order-2 path "
-                "(tanh decoder); value[:, None] + (first + 0.5 * second) compiles correctly.",
-            ),
-        ),
+        (2, True),
     ],
 )
 def test_same_value_under_tf_function_and_xla(order, jit):

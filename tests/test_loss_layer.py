@@ -78,16 +78,8 @@ class UserAutoencoder(keras.Model):
         return self.decoder(z)
 
 
-XLA_ORDER_2 = pytest.mark.xfail(
-    strict=False,
-    reason="XLA (TF 2.20) miscompiles the order-2 expansion value[:, None] + first + "
-    "0.5 * second when the Taylor terms come from the vectorized_map path "
-    "(see test_functional_loss); decoders on another path pass.",
-)
-
-
 @pytest.mark.parametrize(
-    "order,jit", [(1, False), (2, False), (1, True), pytest.param(2, True, marks=XLA_ORDER_2)]
+    "order,jit", [(1, False), (2, False), (1, True), (2, True)]
 )
 def test_fit_minimises_the_added_loss(order, jit):
     encoder, decoder = _autoencoder()
