@@ -4,12 +4,20 @@ from keras_nrae._backend import require_tensorflow_backend
 
 require_tensorflow_backend()
 
-from keras_nrae import kernels, losses, taylor  # noqa: E402
-from keras_nrae.model import NeighborhoodReconstructionModel  # noqa: E402
-from keras_nrae.graph import NeighborGraph  # noqa: E402
+from keras_nrae import (  # noqa: E402
+    architectures,
+    baselines,
+    callbacks,
+    datasets,
+    kernels,
+    losses,
+    metrics,
+    taylor,
+)
 from keras_nrae.data import neighborhood_dataset  # noqa: E402
-from keras_nrae import datasets  # noqa: E402
 from keras_nrae.export import export_saved_model  # noqa: E402
-from keras_nrae import callbacks  # noqa: E402
+from keras_nrae.graph import NeighborGraph  # noqa: E402
+from keras_nrae.losses import NeighborhoodReconstructionLoss  # noqa: E402
+from keras_nrae.model import Autoencoder, NeighborhoodReconstructionModel  # noqa: E402
 
 __version__ = "0.1.0"
