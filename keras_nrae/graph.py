@@ -57,23 +57,24 @@ def fingerprint(x: np.ndarray) -> str:
     return digest.hexdigest()
 
 
+def _check_finite(points: np.ndarray, name: str) -> None:
+    finite = np.isfinite(points).all(axis=1)
+    if not finite.all():
+        raise ValueError(f"{name} contains NaN or Inf, first in row {int(np.argmin(finite))}.")
+
+
 def _points(x: np.ndarray, features, metric: str) -> np.ndarray:
-    """The (N, F) vectors distances are measured between; checks they are finite."""
-    name = "x"
-    points = x.reshape(len(x), -1)
+    """The (N, F) vectors distances are measured between; checks x and them are finite."""
+    name, points = "x", x.reshape(len(x), -1)
+    _check_finite(points, name)
     if features is not None:
-        name = "features"
-        points = float_array(features, "features")
+        name, points = "features", float_array(features, "features")
         if points.ndim != 2 or len(points) != len(x):
             raise ValueError(
                 f"features must be (N, F) with N = len(x) = {len(x)}, got "
                 f"shape {points.shape}."
             )
-    finite = np.isfinite(points).all(axis=1)
-    if not finite.all():
-        raise ValueError(
-            f"{name} contains NaN or Inf, first in row {int(np.argmin(finite))}."
-        )
+        _check_finite(points, name)
     if metric == "cosine":
         norms = np.linalg.norm(points, axis=1, keepdims=True)
         if not norms.all():

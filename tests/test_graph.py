@@ -160,3 +160,5 @@ def test_non_finite_values_name_the_first_bad_row():
     features[3] = -np.inf
     with pytest.raises(ValueError, match="features contains NaN or Inf, first in row 3"):
         NeighborGraph.build(random_data(n=20), k=3, features=features, verbose=0)
+    with pytest.raises(ValueError, match="x contains NaN or Inf, first in row 7"):
+        NeighborGraph.build(data, k=3, features=np.ones((20, 2)), verbose=0)
