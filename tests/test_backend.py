@@ -1,16 +1,16 @@
-"""Importing keras_nrae with another Keras backend fails with a fix-it message."""
+"""keras_nrae refuses a non-TensorFlow Keras backend with a fix-it message."""
 
-import os
-import subprocess
-import sys
+import keras
+import pytest
+
+from keras_nrae._backend import require_tensorflow_backend
 
 
-def test_non_tensorflow_backend_is_refused():
-    env = {**os.environ, "KERAS_BACKEND": "numpy"}
-    result = subprocess.run(
-        [sys.executable, "-c", "import keras_nrae"], env=env, capture_output=True, text=True
-    )
-    assert result.returncode != 0
-    assert "needs Keras on the TensorFlow backend" in result.stderr
-    assert "'numpy' backend" in result.stderr
-    assert "KERAS_BACKEND=tensorflow" in result.stderr
+def test_non_tensorflow_backend_is_refused(monkeypatch):
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    with pytest.raises(ImportError, match=r"'jax' backend\. Set the environment variable KERAS_BACKEND=tensorflow"):
+        require_tensorflow_backend()
+
+
+def test_tensorflow_backend_passes():
+    require_tensorflow_backend()
