@@ -1,0 +1,93 @@
+"""Each example script runs end to end with --smoke (in-process, via its main(argv))."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+ROOT = Path(__file__).resolve().parents[1]
+MNIST = ROOT / ".." / "shared" / "data" / "mnist" / "train-images-idx3-ubyte.gz"
+needs_mnist = pytest.mark.skipif(
+    not MNIST.is_file(), reason=f"MNIST IDX files not found at {MNIST.resolve()}"
+)
+
+
+def _run(name: str, out: Path, *extra: str) -> dict:
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    metrics = module.main(["--smoke", "--verbose", "0", "--out", str(out), *extra])
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+    assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(metrics) == ["AE", "NRAE-L", "NRAE-Q"]
+    return metrics
+
+
+def test_denoising(tmp_path):
+    metrics = _run("denoising", tmp_path)
+    for values in metrics.values():
+        assert sorted(values) == ["distance_to_true_curve", "true_curve_coverage"]
+        # Any curve is within the data's extent of the sine curve, which spans 2π.
+        assert 0 <= values["distance_to_true_curve"] < 2 * np.pi
+        assert values["true_curve_coverage"] > 0
+
+
+def test_connectivity(tmp_path):
+    metrics = _run("connectivity", tmp_path)
+    for values in metrics.values():
+        assert 0 <= values["latent_order_correlation"] <= 1
+        assert values["distance_to_true_curve"] >= 0
+
+
+@needs_mnist
+@pytest.mark.parametrize("name", ["rotated_mnist", "shifted_mnist"])
+def test_digit_sequences(tmp_path, name):
+    metrics = _run(name, tmp_path)
+    for values in metrics.values():
+        assert 0 <= values["latent_order_correlation"] <= 1
+
+
+def test_bad_digit_index_is_refused(tmp_path):
+    from keras_nrae import experiments
+
+    npz = tmp_path / "mnist.npz"
+    np.savez(npz, x_train=np.zeros((3, 8, 8), np.uint8), x_test=np.zeros((1, 8, 8), np.uint8))
+    with pytest.raises(ValueError, match="index must be in"):
+        experiments.digit_experiment("rotated", index=3, data_dir=str(npz))
+    with pytest.raises(ValueError, match="transform must be one of"):
+        experiments.digit_experiment("flipped")
+
+
+def _linear_autoencoder():
+    """g(x) = x_0, f(z) = (z, 2z)."""
+    import keras
+
+    from keras_nrae.model import Autoencoder
+
+    encoder = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, use_bias=False)])
+    decoder = keras.Sequential([keras.Input((1,)), keras.layers.Dense(2, use_bias=False)])
+    encoder.set_weights([np.array([[1.0], [0.0]])])
+    decoder.set_weights([np.array([[1.0, 2.0]])])
+    return Autoencoder(encoder, decoder)
+
+
+def test_decoded_curve_spans_the_codes_of_the_data():
+    from keras_nrae import experiments
+
+    points = np.array([[0.5, 7.0], [-1.0, 0.0], [3.0, -2.0]], "float32")
+    curve = experiments.decoded_curve(_linear_autoencoder(), points, resolution=9)
+    s = np.linspace(-1.0, 3.0, 9)
+    np.testing.assert_allclose(curve, np.stack([s, 2 * s], 1), atol=1e-6)
+
+
+def test_image_strip_orders_by_the_true_parameter():
+    from keras_nrae import experiments
+
+    images = np.arange(5, dtype="float32")[:, None, None, None] * np.ones((5, 2, 3, 1), "float32") / 4
+    t = np.array([4.0, 0.0, 3.0, 1.0, 2.0])
+    strip = experiments.image_strip(images, t, steps=3)  # t = 0, 2, 4: images 1, 4, 0
+    assert strip.shape == (2, 9)
+    np.testing.assert_allclose(strip[0], np.repeat([0.25, 1.0, 0.0], 3))
