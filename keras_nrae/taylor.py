@@ -9,21 +9,54 @@ t (B, M, *in), `taylor_terms` returns
 
 so that f(p + t) ≈ value + first + ½ second.
 
-Where the saving comes from: the M tangents of one row share the primal p.
-Running a `tf.autodiff.ForwardAccumulator` inside `tf.vectorized_map` over the
-M axis lets pfor see that every primal activation of f is loop-invariant, so
-f(p) is computed once per row and only the tangent streams (J t, and for
-order 2 the nested streams) are batched over B·M. The straightforward port of
-the official code repeats p M times and pays M primal passes; that is
-`vectorize=False`, which is also the automatic fallback when pfor cannot
-convert some op of f.
+Where the saving comes from, fastest path first:
+
+1. Layer-wise Taylor mode, when f is a `keras.Sequential` of affine layers
+   (Dense, Conv, ConvTranspose) with elementwise activations and reshapes.
+   The jet (value, first, second) is pushed through each layer: the affine
+   core A x + b maps value → A value + b on the B primal rows and the tangent
+   streams → A t on B·M rows in one call; an elementwise σ maps
+   first → σ'(a) first and second → σ'(a) second + σ''(a) first², with
+   σ'(a), σ''(a) taken once per primal row. The primal is computed once, f(p)
+   comes out of the same pass, and order 2 costs two tangent streams. Nested
+   ForwardAccumulators need three: the outer one re-derives J t along the
+   primal stream, which the inner one has already computed.
+2. Otherwise a ForwardAccumulator inside `tf.vectorized_map` over the M axis:
+   pfor sees that every primal activation is loop-invariant, so the primal is
+   computed once per row and only the tangent streams are batched over B·M.
+3. `vectorize=False`, also the automatic fallback when pfor cannot convert
+   some op of f: the straightforward port of the official code, which repeats
+   p M times and pays M primal passes.
 """
 
-from typing import Callable, Optional, Tuple
+import functools
+from typing import Callable, List, Optional, Sequence, Tuple
 
+import keras
 import tensorflow as tf
 
 TaylorTerms = Tuple[tf.Tensor, tf.Tensor, Optional[tf.Tensor]]
+
+
+_AFFINE = (
+    keras.layers.Dense,
+    keras.layers.Conv1D,
+    keras.layers.Conv2D,
+    keras.layers.Conv3D,
+    keras.layers.Conv1DTranspose,
+    keras.layers.Conv2DTranspose,
+    keras.layers.Conv3DTranspose,
+)
+_RESHAPES = (keras.layers.Reshape, keras.layers.Flatten, keras.layers.Permute)
+_ACTIVATION_LAYERS = (keras.layers.ELU, keras.layers.ReLU, keras.layers.LeakyReLU)
+_ELEMENTWISE = tuple(
+    keras.activations.get(name)
+    for name in (
+        "linear", "relu", "relu6", "elu", "selu", "celu", "gelu", "silu", "mish",
+        "sigmoid", "hard_sigmoid", "hard_silu", "log_sigmoid", "tanh", "softplus",
+        "softsign", "exponential", "leaky_relu",
+    )
+)
 
 
 def _check_order(order: int) -> None:
@@ -42,6 +75,103 @@ def _directional_terms(fn, primal, tangent, order):
             value = fn(primal)
         first = inner.jvp(value)
     return value, first, outer.jvp(first)
+
+
+def _has_layer_rule(layer: keras.layers.Layer) -> bool:
+    if isinstance(layer, _RESHAPES + _ACTIVATION_LAYERS):
+        return True
+    return (
+        isinstance(layer, _AFFINE + (keras.layers.Activation,))
+        and layer.activation in _ELEMENTWISE
+    )
+
+
+def _layer_chain(fn) -> Optional[List[keras.layers.Layer]]:
+    """fn's layers when fn (or the function of a functools.partial) is a
+    Sequential whose every layer has a Taylor-mode rule, else None."""
+    model = fn.func if isinstance(fn, functools.partial) else fn
+    if isinstance(model, keras.Sequential) and all(map(_has_layer_rule, model.layers)):
+        return model.layers
+    return None
+
+
+def _pre_activation(layer, x):
+    """A x + b: the layer called with its activation switched off."""
+    activation, layer.activation = layer.activation, keras.activations.linear
+    try:
+        return layer(x)
+    finally:
+        layer.activation = activation
+
+
+def _linear_part(layer, t):
+    """A t for the affine core A x + b of `layer` (the primal A t + b is dead code)."""
+    with tf.autodiff.ForwardAccumulator(t, t) as acc:
+        out = _pre_activation(layer, t)
+    return acc.jvp(out)
+
+
+def _push_linear(linear, first, second):
+    """Apply a per-example linear map to the (B, M, ...) streams in one batched call."""
+    streams = [first] if second is None else [first, second]
+    merged = tf.concat(
+        [tf.reshape(t, tf.concat([[-1], tf.shape(t)[2:]], 0)) for t in streams], 0
+    )
+    slots = first.shape[1]
+    out = [
+        tf.reshape(t, tf.concat([[-1, slots], tf.shape(t)[1:]], 0))
+        for t in tf.split(linear(merged), len(streams), axis=0)
+    ]
+    return out[0], (None if second is None else out[1])
+
+
+def _elementwise_jet(activation, pre, first, second, order):
+    """Push the jet through σ = `activation` at pre-activations `pre` (B, ...).
+
+    σ(a), σ'(a) first and (order 2) σ'(a) second + σ''(a) first², with first
+    and second (B, M, ...) and σ', σ'' from reverse mode on the B primal rows.
+    """
+    zero = tf.UnconnectedGradients.ZERO
+    with tf.GradientTape() as curvature_tape:
+        curvature_tape.watch(pre)
+        with tf.GradientTape() as slope_tape:
+            slope_tape.watch(pre)
+            value = activation(pre)
+        slope = slope_tape.gradient(value, pre, unconnected_gradients=zero)
+    first_out = slope[:, None] * first
+    if order == 1:
+        return value, first_out, None
+    curvature = curvature_tape.gradient(slope, pre, unconnected_gradients=zero)
+    second_out = curvature[:, None] * tf.square(first)
+    if second is not None:
+        second_out += slope[:, None] * second
+    return value, first_out, second_out
+
+
+def _layerwise(layers, primal, tangents, order):
+    """Path 1 of the module doc: push (value, first, second) layer by layer."""
+    value, first, second = primal, tangents, None
+    for layer in layers:
+        if isinstance(layer, _ACTIVATION_LAYERS):
+            activation, pre = layer, value
+        elif isinstance(layer, keras.layers.Activation):
+            activation, pre = layer.activation, value
+        else:
+            linear = (
+                layer
+                if isinstance(layer, _RESHAPES)
+                else functools.partial(_linear_part, layer)
+            )
+            first, second = _push_linear(linear, first, second)
+            activation = getattr(layer, "activation", keras.activations.linear)
+            if activation is keras.activations.linear:
+                value = layer(value)
+                continue
+            pre = _pre_activation(layer, value)
+        value, first, second = _elementwise_jet(activation, pre, first, second, order)
+    if order == 2 and second is None:
+        second = tf.zeros_like(first)
+    return value, first, second
 
 
 def _swap_leading_axes(t: tf.Tensor) -> tf.Tensor:
@@ -94,8 +224,8 @@ def taylor_terms(
       primal: (B, *in) expansion points.
       tangents: (B, M, *in) directions, M static.
       order: 1 returns (f(p), J t, None); 2 also returns tᵀ H t.
-      vectorize: share the primal across the M tangents (see module doc).
-        Falls back to repeating the primal when pfor cannot convert `fn`.
+      vectorize: share the primal across the M tangents (paths 1 and 2 of the
+        module doc); falls back to repeating it when neither applies.
 
     Returns:
       (value (B, *out), first (B, M, *out), second (B, M, *out) or None).
@@ -106,6 +236,9 @@ def taylor_terms(
             f"tangents must have a static slot axis (B, M, ...), got shape "
             f"{tangents.shape}."
         )
+    layers = _layer_chain(fn) if vectorize else None
+    if layers is not None:
+        return _layerwise(layers, primal, tangents, order)
     if vectorize:
         try:
             return _vectorized(fn, primal, tangents, order)
