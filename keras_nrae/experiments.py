@@ -6,13 +6,15 @@ noisy sine and the sparse spiral of `keras_nrae.toy`) and
 digit) train every variant with a 1-D latent space and measure
 
 * `distance_to_true_curve`: `metrics.manifold_distance` from the decoded
-  latent axis (`decoded_curve`) to the densely sampled true curve;
+  latent axis (`decoded_curve`) to the densely sampled true curve, and
+  `true_curve_coverage`, the same distance the other way round;
 * `latent_order_correlation`: |Spearman ρ| between the codes and the true
   parameter (1.0 = the learned 1-D manifold has the right connectivity).
 
-`denoising` and `connectivity` are the two toy experiments end to end, with
-their tuned settings; `keras-nrae demo` and the scripts in examples/ call them.
-Figures need matplotlib (`pip install keras-nrae[examples]`).
+`denoising`, `connectivity` and `digit_experiment` are the experiments end to
+end with their settings; `keras-nrae demo` calls `denoising`, and each
+script in examples/ is `example_main`. Figures need matplotlib
+(`pip install keras-nrae[examples]`).
 """
 
 import argparse
@@ -111,7 +113,7 @@ def train_model(
     data = training_data(x, variant, settings, seed).repeat()
     if verbose:
         print(f"Training {variant} ({settings.epochs} passes over {len(x)} points):")
-    model.fit(data, epochs=shown, steps_per_epoch=math.ceil(steps / shown), verbose=verbose)
+    model.fit(data, epochs=shown, steps_per_epoch=math.ceil(steps / shown), shuffle=False, verbose=verbose)
     return model
 
 
@@ -261,7 +263,7 @@ def format_metrics(metrics: Dict[str, dict]) -> str:
 DENOISING = TrainSettings(epochs=3000, learning_rate=3e-3, k=5)
 # The official code's spiral setting: the centre plus 1 of its 2 nearest neighbours.
 CONNECTIVITY = TrainSettings(
-    epochs=3000, learning_rate=3e-3, k=2, include_center=True, replace=False, lam=2.0
+    epochs=3000, learning_rate=1e-3, k=2, include_center=True, replace=False, lam=2.0
 )
 
 
