@@ -30,6 +30,7 @@ Where the saving comes from, fastest path first:
 """
 
 import functools
+import threading
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import keras
@@ -57,6 +58,11 @@ _ELEMENTWISE = tuple(
         "softsign", "exponential", "leaky_relu",
     )
 )
+
+
+# _pre_activation switches a layer's activation off for the duration of one
+# call; replica threads (tf.distribute) must not see that state.
+_ACTIVATION_SWITCH = threading.Lock()
 
 
 def _check_order(order: int) -> None:
@@ -236,10 +242,11 @@ def taylor_terms(
             f"tangents must have a static slot axis (B, M, ...), got shape "
             f"{tangents.shape}."
         )
-    layers = _layer_chain(fn) if vectorize else None
-    if layers is not None:
-        return _layerwise(layers, primal, tangents, order)
     if vectorize:
+        with _ACTIVATION_SWITCH:
+            layers = _layer_chain(fn)
+            if layers is not None:
+                return _layerwise(layers, primal, tangents, order)
         try:
             return _vectorized(fn, primal, tangents, order)
         except (ValueError, TypeError, NotImplementedError, tf.errors.OpError) as e:
