@@ -259,9 +259,9 @@ def format_metrics(metrics: Dict[str, dict]) -> str:
 
 # -- the toy experiments, end to end ------------------------------------------------
 
-# Tuned on noisy_sine(seed=0), 3000 full-batch steps per model. There both NRAE
-# curves are closer to the true curve than AE's; with seeds 1 and 2 they are not.
-DENOISING = TrainSettings(epochs=3000, learning_rate=3e-3, k=5)
+# 3000 full-batch steps per model. With noisy_sine seeds 0 and 1 both NRAE curves
+# end closer to the true curve than AE's; with seed 2 they do not.
+DENOISING = TrainSettings(epochs=3000, learning_rate=1e-3, k=5)
 # The official code's spiral setting: the centre plus 1 of its 2 nearest neighbours.
 CONNECTIVITY = TrainSettings(
     epochs=3000, learning_rate=1e-3, k=2, include_center=True, replace=False, lam=2.0
