@@ -156,6 +156,13 @@ class Autoencoder(keras.Model):
                 )
         super().compile(optimizer=optimizer, **kwargs)
 
+    def fit(self, x=None, *args, **kwargs):
+        """`keras.Model.fit`; a `tf.data.Dataset` shuffles itself (see
+        `neighborhood_dataset`), so Keras's ignored `shuffle=True` is not passed."""
+        if isinstance(x, tf.data.Dataset) and len(args) < 7:
+            kwargs.setdefault("shuffle", False)
+        return super().fit(x, *args, **kwargs)
+
     def compile_from_config(self, config):
         """Recompile a loaded model (Keras skips models that override compile)."""
         self.compile(**keras.saving.deserialize_keras_object(config))
