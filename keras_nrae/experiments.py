@@ -259,8 +259,8 @@ def format_metrics(metrics: Dict[str, dict]) -> str:
 
 # -- the toy experiments, end to end ------------------------------------------------
 
-# 3000 full-batch steps per model. With noisy_sine seeds 0 and 1 both NRAE curves
-# end closer to the true curve than AE's; with seed 2 they do not.
+# 3000 full-batch steps per model. With noisy_sine seed 0 both NRAE curves end
+# closer to the true curve than AE's; with other seeds they need not (seed 2: not).
 DENOISING = TrainSettings(epochs=3000, learning_rate=1e-3, k=5)
 # The official code's spiral setting: the centre plus 1 of its 2 nearest neighbours.
 CONNECTIVITY = TrainSettings(
