@@ -20,4 +20,20 @@ from keras_nrae.graph import NeighborGraph  # noqa: E402
 from keras_nrae.losses import NeighborhoodReconstructionLoss  # noqa: E402
 from keras_nrae.model import Autoencoder, NeighborhoodReconstructionModel  # noqa: E402
 
+__all__ = [
+    "Autoencoder",
+    "NeighborGraph",
+    "NeighborhoodReconstructionLoss",
+    "NeighborhoodReconstructionModel",
+    "architectures",
+    "baselines",
+    "callbacks",
+    "datasets",
+    "export_saved_model",
+    "kernels",
+    "losses",
+    "metrics",
+    "neighborhood_dataset",
+    "taylor",
+]
 __version__ = "0.1.0"

@@ -4,7 +4,6 @@ import functools
 from typing import Any, Optional, Tuple, Union
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from keras_nrae import kernels as kernels_lib

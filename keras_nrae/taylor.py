@@ -31,7 +31,7 @@ Where the saving comes from, fastest path first:
 
 import functools
 import threading
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import keras
 import tensorflow as tf
