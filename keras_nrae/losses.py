@@ -24,7 +24,7 @@ import keras
 import tensorflow as tf
 
 from keras_nrae import kernels as kernels_lib
-from keras_nrae.taylor import taylor_terms
+from keras_nrae.taylor import check_order, taylor_terms
 
 Flag = Union[bool, tf.Tensor]
 
@@ -234,8 +234,7 @@ class NeighborhoodReconstructionLoss(keras.layers.Layer):
     ):
         layer_kwargs.setdefault("autocast", False)
         super().__init__(**layer_kwargs)
-        if order not in (1, 2):
-            raise ValueError(f"order must be 1 (NRAE-L) or 2 (NRAE-Q), got {order!r}.")
+        check_order(order)
         self.decoder = decoder
         self.order = order
         self.kernel = kernels_lib.get(kernel)

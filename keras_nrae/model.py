@@ -13,6 +13,7 @@ from keras_nrae.losses import (
     taylor_reconstruction_errors,
     weighted_mean,
 )
+from keras_nrae.taylor import check_order
 
 _EXPANDS = ("decoder", "autoencoder")
 
@@ -258,8 +259,7 @@ class NeighborhoodReconstructionModel(Autoencoder):
         expand: str = "decoder",
         **kwargs: Any,
     ):
-        if order not in (1, 2):
-            raise ValueError(f"order must be 1 (NRAE-L) or 2 (NRAE-Q), got {order!r}.")
+        check_order(order)
         if expand not in _EXPANDS:
             raise ValueError(f"expand must be one of {_EXPANDS}, got {expand!r}.")
         super().__init__(encoder, decoder, **kwargs)

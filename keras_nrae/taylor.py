@@ -65,7 +65,8 @@ _ELEMENTWISE = tuple(
 _ACTIVATION_SWITCH = threading.Lock()
 
 
-def _check_order(order: int) -> None:
+def check_order(order: int) -> None:
+    """Raise ValueError unless order is 1 (NRAE-L) or 2 (NRAE-Q)."""
     if order not in (1, 2):
         raise ValueError(f"order must be 1 (NRAE-L) or 2 (NRAE-Q), got {order!r}.")
 
@@ -236,7 +237,7 @@ def taylor_terms(
     Returns:
       (value (B, *out), first (B, M, *out), second (B, M, *out) or None).
     """
-    _check_order(order)
+    check_order(order)
     if tangents.shape.rank is None or tangents.shape[1] is None:
         raise ValueError(
             f"tangents must have a static slot axis (B, M, ...), got shape "
