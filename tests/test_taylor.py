@@ -82,11 +82,15 @@ def test_float32_decoder():
     assert first.dtype == tf.float32 and second.dtype == tf.float32
 
 
-def test_gradients_flow_through_second_order_term():
+@pytest.mark.parametrize("path", ["layerwise", "vectorized_map", "repeated"])
+def test_gradients_flow_through_second_order_term(path):
     decoder = mlp_decoder()
+    # A Sequential takes the layer-wise path; a plain function does not.
+    fn = decoder if path == "layerwise" else (lambda v: decoder(v))
     z = tf.random.normal((B, D), dtype="float64")
     dz = tf.random.normal((B, M, D), dtype="float64")
-    loss_fn = tf.function(lambda: tf.reduce_sum(taylor_terms(decoder, z, dz, order=2)[2] ** 2))
+    second = lambda: taylor_terms(fn, z, dz, order=2, vectorize=path != "repeated")[2]
+    loss_fn = tf.function(lambda: tf.reduce_sum(second() ** 2))
     kernel = decoder.layers[0].kernel
     with tf.GradientTape() as tape:
         loss = loss_fn()
