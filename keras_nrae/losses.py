@@ -53,26 +53,16 @@ def _check_output_shape(value: tf.Tensor, targets: tf.Tensor) -> None:
 
 
 def _slot_errors(fn, primal, tangents, targets, order, center_first, vectorize):
-    if not center_first:
-        value, first, second = taylor_terms(fn, primal, tangents, order, vectorize)
-        _check_output_shape(value, targets)
-        recon = _expansion(value, first, second, targets.dtype)
-    elif tangents.shape[1] == 1:
-        value = fn(primal)
-        _check_output_shape(value, targets)
-        recon = tf.cast(value, targets.dtype)[:, None]
+    expanded = tangents[:, 1:] if center_first else tangents
+    if expanded.shape[1] == 0:  # the centre is the only slot
+        value, first, second = fn(primal), None, None
     else:
-        value, first, second = taylor_terms(
-            fn, primal, tangents[:, 1:], order, vectorize
-        )
-        _check_output_shape(value, targets)
-        recon = tf.concat(
-            [
-                tf.cast(value, targets.dtype)[:, None],
-                _expansion(value, first, second, targets.dtype),
-            ],
-            axis=1,
-        )
+        value, first, second = taylor_terms(fn, primal, expanded, order, vectorize)
+    _check_output_shape(value, targets)
+    slots = [tf.cast(value, targets.dtype)[:, None]] if center_first else []
+    if first is not None:
+        slots.append(_expansion(value, first, second, targets.dtype))
+    recon = slots[0] if len(slots) == 1 else tf.concat(slots, axis=1)
     return value, _sum_over_features(tf.math.squared_difference(targets, recon))
 
 
