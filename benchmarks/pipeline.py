@@ -45,7 +45,7 @@ def main() -> None:
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
 
     iterate = lambda: [None for _ in ds]
-    train = lambda: model.fit(ds, epochs=1, verbose=0, shuffle=False)
+    train = lambda: model.fit(ds, epochs=1, verbose=0)
     steps = len(x) // 128
     print(f"MNIST {x.shape}, {steps} batches of B=128, M=2; {os.cpu_count()} CPUs; "
           f"graph ({graph.method}) built in {graph_seconds:.1f} s")

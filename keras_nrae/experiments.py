@@ -113,7 +113,7 @@ def train_model(
     data = training_data(x, variant, settings, seed).repeat()
     if verbose:
         print(f"Training {variant} ({settings.epochs} passes over {len(x)} points):")
-    model.fit(data, epochs=shown, steps_per_epoch=math.ceil(steps / shown), shuffle=False, verbose=verbose)
+    model.fit(data, epochs=shown, steps_per_epoch=math.ceil(steps / shown), verbose=verbose)
     return model
 
 
