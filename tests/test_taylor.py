@@ -5,23 +5,62 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_nrae.taylor import taylor_terms
+from keras_nrae.taylor import _layer_chain, taylor_terms
 
 B, M, D = 3, 2, 2
 
 
+def with_random_biases(model):
+    """Keras initialises biases to 0, which would hide a wrongly kept or dropped bias."""
+    rng = np.random.default_rng(7)
+    for layer in model.layers:
+        if getattr(layer, "bias", None) is not None:
+            layer.bias.assign(rng.normal(scale=0.5, size=layer.bias.shape))
+    return model
+
+
+class ShiftedDense(keras.layers.Dense):
+    """A Dense whose call is not A x + b alone: Taylor mode must not assume it is."""
+
+    def call(self, inputs):
+        return super().call(inputs + 0.25 * inputs**2)
+
+
 def mlp_decoder():
-    return keras.Sequential(
+    return with_random_biases(keras.Sequential(
         [
             keras.Input((D,), dtype="float64"),
             keras.layers.Dense(16, activation="elu", dtype="float64"),
             keras.layers.Dense(5, activation="tanh", dtype="float64"),
         ]
-    )
+    ))
+
+
+def conv1d_decoder():
+    return with_random_biases(keras.Sequential(
+        [
+            keras.Input((D,), dtype="float64"),
+            keras.layers.Dense(4 * 3, activation="elu", dtype="float64"),
+            keras.layers.Reshape((4, 3), dtype="float64"),
+            keras.layers.Conv1D(3, 2, padding="causal", activation="softplus", dtype="float64"),
+            keras.layers.Conv1DTranspose(2, 3, strides=2, activation="tanh", dtype="float64"),
+            keras.layers.Flatten(dtype="float64"),
+        ]
+    ))
+
+
+def subclassed_layer_decoder():
+    return with_random_biases(keras.Sequential(
+        [
+            keras.Input((D,), dtype="float64"),
+            ShiftedDense(8, activation="elu", dtype="float64"),
+            keras.layers.Dense(5, activation="sigmoid", dtype="float64"),
+        ]
+    ))
 
 
 def conv_decoder():
-    return keras.Sequential(
+    return with_random_biases(keras.Sequential(
         [
             keras.Input((D,), dtype="float64"),
             keras.layers.Dense(2 * 2 * 3, activation="softplus", dtype="float64"),
@@ -31,7 +70,7 @@ def conv_decoder():
             ),
             keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid", dtype="float64"),
         ]
-    )
+    ))
 
 
 def central_differences(fn, z, dz, eps=1e-4):
@@ -44,12 +83,24 @@ def central_differences(fn, z, dz, eps=1e-4):
     return np.stack(first, 1), np.stack(second, 1)
 
 
-@pytest.mark.parametrize("make_decoder", [mlp_decoder, conv_decoder])
+DECODERS = [mlp_decoder, conv_decoder, conv1d_decoder, subclassed_layer_decoder]
+
+
+def test_layerwise_path_only_for_known_affine_calls():
+    for make_decoder in (mlp_decoder, conv_decoder, conv1d_decoder):
+        assert _layer_chain(make_decoder()) is not None, make_decoder.__name__
+    assert _layer_chain(subclassed_layer_decoder()) is None
+
+
+@pytest.mark.parametrize("make_decoder", DECODERS)
 @pytest.mark.parametrize(
     "mode, vectorize",
     [("function", True), ("xla", True), ("eager", True), ("xla", False)],
 )
 def test_terms_match_finite_differences(make_decoder, mode, vectorize):
+    if make_decoder is conv1d_decoder and mode == "xla" and not vectorize:
+        pytest.skip("TF 2.20 XLA cannot differentiate twice through the Pad of a causal Conv1D "
+                    "(nested accumulators on the repeated path); the layer-wise path above covers it")
     decoder = make_decoder()
     rng = np.random.default_rng(1)
     z = tf.constant(rng.normal(size=(B, D)))
