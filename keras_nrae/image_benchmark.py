@@ -140,21 +140,26 @@ def build_baseline(name: str, shape, config: BenchmarkConfig, seed: int) -> Auto
     raise ValueError(f"Unknown baseline {name!r}; expected one of {MODEL_NAMES[:5]}.")
 
 
-def _train(model: Autoencoder, data, config: BenchmarkConfig) -> Autoencoder:
+Callbacks = Sequence[keras.callbacks.Callback]
+
+
+def _train(model: Autoencoder, data, config: BenchmarkConfig, callbacks: Callbacks = ()) -> Autoencoder:
     model.compile(keras.optimizers.Adam(config.learning_rate))
     fit_args = {"batch_size": config.batch_size} if isinstance(data, np.ndarray) else {}
-    model.fit(data, epochs=config.epochs, verbose=0, **fit_args)
+    model.fit(data, epochs=config.epochs, verbose=0, callbacks=list(callbacks), **fit_args)
     return model
 
 
-def train_baseline(name: str, x: np.ndarray, config: BenchmarkConfig, seed: int) -> Autoencoder:
+def train_baseline(
+    name: str, x: np.ndarray, config: BenchmarkConfig, seed: int, callbacks: Callbacks = ()
+) -> Autoencoder:
     keras.utils.set_random_seed(seed)
-    return _train(build_baseline(name, x.shape[1:], config, seed), x, config)
+    return _train(build_baseline(name, x.shape[1:], config, seed), x, config, callbacks)
 
 
 def train_nrae(
     x: np.ndarray, order: int, k: int, lam: float, config: BenchmarkConfig, seed: int,
-    graph: Optional[NeighborGraph] = None,
+    graph: Optional[NeighborGraph] = None, callbacks: Callbacks = (),
 ) -> NeighborhoodReconstructionModel:
     """NRAE (order, Binary(lam)) trained on x with neighbours from its k-NN graph."""
     keras.utils.set_random_seed(seed)
@@ -165,20 +170,24 @@ def train_nrae(
     model = NeighborhoodReconstructionModel(
         *_pair(x.shape[1:], config), order=order, kernel=kernels.Binary(lam)
     )
-    return _train(model, data, config)
+    return _train(model, data, config, callbacks)
 
 
 # -- the protocol ----------------------------------------------------------------
+
+
+def validation_split(x_train: np.ndarray, fraction: float) -> Tuple[np.ndarray, np.ndarray]:
+    """(x_fit, x_val): a fixed (seed 0) `fraction` of x_train held out for validation."""
+    permutation = np.random.default_rng(0).permutation(len(x_train))
+    n_val = max(1, int(round(fraction * len(x_train))))
+    return x_train[permutation[n_val:]], x_train[permutation[:n_val]]
 
 
 def select_nrae(
     x_train: np.ndarray, config: BenchmarkConfig, log: Callable[[str], None] = print
 ) -> Dict[int, NraeSettings]:
     """Best (k, λ) per order by validation MSE on a split of x_train alone (seed 0)."""
-    rng = np.random.default_rng(0)
-    permutation = rng.permutation(len(x_train))
-    n_val = max(1, int(round(config.validation_fraction * len(x_train))))
-    x_val, x_fit = x_train[permutation[:n_val]], x_train[permutation[n_val:]]
+    x_fit, x_val = validation_split(x_train, config.validation_fraction)
     graphs = {k: NeighborGraph.build(x_fit, k=k, verbose=0) for k in config.k_grid}
     best = {}
     for order, k, lam in itertools.product(config.orders, config.k_grid, config.lam_grid):

@@ -86,3 +86,13 @@ def test_unknown_inputs_fail_clearly(tmp_path):
         image_benchmark.build_baseline("PCA", (6, 6), image_benchmark.SMOKE_CONFIG, 0)
     with pytest.raises(FileNotFoundError, match="No such .npz file"):
         image_benchmark.load_split(str(tmp_path / "missing.npz"), "train")
+
+
+def test_validation_split_is_a_fixed_disjoint_partition():
+    x = np.arange(50, dtype=np.float32)[:, None]
+    x_fit, x_val = image_benchmark.validation_split(x, 0.1)
+    assert len(x_val) == 5 and len(x_fit) == 45
+    np.testing.assert_array_equal(np.sort(np.concatenate([x_fit, x_val])[:, 0]), x[:, 0])
+    again_fit, again_val = image_benchmark.validation_split(x, 0.1)
+    np.testing.assert_array_equal(again_val, x_val)
+    np.testing.assert_array_equal(again_fit, x_fit)

@@ -1,0 +1,69 @@
+"""Validation MSE against training epochs: how long to train in the Table 1 protocol.
+
+Uses only the protocol's validation split (`keras_nrae.image_benchmark.select_nrae`'s:
+10 % of the S training images held out, seed 0), never the test split. Each
+model (AE, DAE and NRAE-L / NRAE-Q with the given k and λ) trains once with
+seed 0, the protocol's architecture, optimizer and batch size, and is scored
+every `--every` epochs. Prints one line per model: per-pixel validation MSE
+×10⁻³ at epochs every, 2·every, ..., and the epoch of its minimum.
+
+    python benchmarks/validation_curves.py mnist fashion_mnist --epochs 150 --every 10
+"""
+
+import argparse
+import os
+import time
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras
+import numpy as np
+
+from keras_nrae import image_benchmark as protocol
+from keras_nrae.graph import NeighborGraph
+from keras_nrae.metrics import reconstruction_mse
+
+
+class ValidationCurve(keras.callbacks.Callback):
+    """Per-pixel MSE on x_val after every `every`-th epoch."""
+
+    def __init__(self, x_val: np.ndarray, every: int):
+        super().__init__()
+        self.x_val, self.every, self.curve = x_val, every, []
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every == 0:
+            self.curve.append(reconstruction_mse(self.model, self.x_val))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("datasets", nargs="+")
+    parser.add_argument("--epochs", type=int, default=150)
+    parser.add_argument("--every", type=int, default=10)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--lam", type=float, default=0.1)
+    args = parser.parse_args()
+    config = protocol.BenchmarkConfig(epochs=args.epochs)
+    print(f"Validation MSE x1e-3 at epochs {args.every}, {2 * args.every}, ... {args.epochs}; {config}")
+    for dataset in args.datasets:
+        x_train = protocol.training_subset(protocol.load_split(dataset, "train"), "S", config.small_size)
+        x_fit, x_val = protocol.validation_split(x_train, config.validation_fraction)
+        graph = NeighborGraph.build(x_fit, k=args.k, verbose=0)
+        for name in ("AE", "DAE", "NRAE-L", "NRAE-Q"):
+            start = time.perf_counter()
+            curve = ValidationCurve(x_val, args.every)
+            if name in protocol.NRAE_ORDERS:
+                order = protocol.NRAE_ORDERS[name]
+                protocol.train_nrae(x_fit, order, args.k, args.lam, config, 0, graph, [curve])
+                name = f"{name} k={args.k} λ={args.lam:g}"
+            else:
+                protocol.train_baseline(name, x_fit, config, 0, [curve])
+            values = " ".join(f"{1e3 * v:.2f}" for v in curve.curve)
+            best = args.every * (1 + int(np.argmin(curve.curve)))
+            print(f"{dataset:<14} {name:<18} {values}  (min at {best}; {time.perf_counter() - start:.0f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
