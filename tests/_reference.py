@@ -39,3 +39,13 @@ def taylor_expansion_loop(fn, primals, tangents, order):
 def weighted_loss(errors, weights):
     """1/B Σ_b Σ_m w e / Σ_m w, written out with numpy."""
     return float(np.mean((weights * errors).sum(1) / weights.sum(1)))
+
+
+def with_random_biases(model, seed=7):
+    """model with N(0, 0.5²) biases: Keras initialises them to 0, which would
+    hide a bias wrongly kept in (or dropped from) a Taylor term."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if getattr(layer, "bias", None) is not None:
+            layer.bias.assign(rng.normal(scale=0.5, size=layer.bias.shape))
+    return model

@@ -20,6 +20,7 @@ from keras_nrae.losses import (
     squared_distances,
     weighted_mean,
 )
+from tests._reference import with_random_biases
 
 _SPEC = importlib.util.spec_from_file_location(
     "step_time", pathlib.Path(__file__).parents[1] / "benchmarks" / "step_time.py"
@@ -32,7 +33,8 @@ RTOL = 1e-5
 
 
 def dense_autoencoder():
-    return mlp_autoencoder((6,), LATENT, hidden=(8, 8), output_activation="sigmoid")
+    encoder, decoder = mlp_autoencoder((6,), LATENT, hidden=(8, 8), output_activation="sigmoid")
+    return encoder, with_random_biases(decoder)
 
 
 def conv_autoencoder():
@@ -55,7 +57,7 @@ def conv_autoencoder():
             keras.layers.Activation("sigmoid"),
         ]
     )
-    return encoder, decoder
+    return encoder, with_random_biases(decoder)
 
 
 ARCHITECTURES = {"dense": (dense_autoencoder, (6,)), "conv": (conv_autoencoder, (4, 4, 1))}

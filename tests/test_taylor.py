@@ -6,17 +6,9 @@ import pytest
 import tensorflow as tf
 
 from keras_nrae.taylor import _layer_chain, taylor_terms
+from tests._reference import with_random_biases
 
 B, M, D = 3, 2, 2
-
-
-def with_random_biases(model):
-    """Keras initialises biases to 0, which would hide a wrongly kept or dropped bias."""
-    rng = np.random.default_rng(7)
-    for layer in model.layers:
-        if getattr(layer, "bias", None) is not None:
-            layer.bias.assign(rng.normal(scale=0.5, size=layer.bias.shape))
-    return model
 
 
 class ShiftedDense(keras.layers.Dense):
