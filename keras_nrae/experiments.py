@@ -70,6 +70,29 @@ class TrainSettings:
     progress_lines: int = 10
 
 
+def override_settings(settings: TrainSettings, pairs: Sequence[str]) -> TrainSettings:
+    """settings with fields replaced from "name=value" strings, e.g. ["k=30", "learning_rate=1e-4",
+    "output_activation=none", "hidden=256,256", "include_center=true"]."""
+    fields = {field.name: getattr(settings, field.name) for field in dataclasses.fields(settings)}
+    changes = {}
+    for pair in pairs:
+        name, _, text = pair.partition("=")
+        if name not in fields or not text:
+            raise ValueError(f"Expected NAME=VALUE with NAME one of {sorted(fields)}, got {pair!r}.")
+        default = fields[name]
+        if isinstance(default, bool):
+            if text.lower() not in ("true", "false"):
+                raise ValueError(f"{name} must be true or false, got {text!r}.")
+            changes[name] = text.lower() == "true"
+        elif isinstance(default, tuple):
+            changes[name] = tuple(int(v) for v in text.split(","))
+        elif isinstance(default, (int, float)):
+            changes[name] = type(default)(text)
+        else:  # output_activation: an activation name or none
+            changes[name] = None if text.lower() == "none" else text
+    return dataclasses.replace(settings, **changes)
+
+
 def _check_variant(variant: str) -> None:
     if variant not in VARIANTS:
         raise ValueError(f"Unknown model {variant!r}; expected one of {VARIANTS}.")
@@ -269,14 +292,15 @@ CONNECTIVITY = TrainSettings(
 
 
 def denoising(
-    out_dir: Optional[str] = None, epochs: Optional[int] = None, seed: int = 0, verbose: int = 0
+    out_dir: Optional[str] = None, epochs: Optional[int] = None, seed: int = 0, verbose: int = 0,
+    settings: TrainSettings = DENOISING,
 ) -> Dict[str, dict]:
     """The de-noising experiment: AE, NRAE-L, NRAE-Q on `toy.noisy_sine()` (50 points, noise 0.3).
 
     Writes denoising.png and metrics.json into out_dir (if given); returns
     {variant: {"distance_to_true_curve": mean distance from the decoded curve to y = sin x}}.
     """
-    settings = DENOISING if epochs is None else dataclasses.replace(DENOISING, epochs=epochs)
+    settings = settings if epochs is None else dataclasses.replace(settings, epochs=epochs)
     points, curve = toy.noisy_sine(seed=seed)
     metrics, curves = curve_experiment(points, curve, settings, seed=seed, verbose=verbose)
     if out_dir is not None:
@@ -286,14 +310,15 @@ def denoising(
 
 
 def connectivity(
-    out_dir: Optional[str] = None, epochs: Optional[int] = None, seed: int = 0, verbose: int = 0
+    out_dir: Optional[str] = None, epochs: Optional[int] = None, seed: int = 0, verbose: int = 0,
+    settings: TrainSettings = CONNECTIVITY,
 ) -> Dict[str, dict]:
     """The connectivity experiment: AE, NRAE-L, NRAE-Q on `toy.sparse_spiral()` (30 points).
 
     Writes connectivity.png and metrics.json into out_dir (if given); returns
     {variant: {"distance_to_true_curve", "latent_order_correlation"}}.
     """
-    settings = CONNECTIVITY if epochs is None else dataclasses.replace(CONNECTIVITY, epochs=epochs)
+    settings = settings if epochs is None else dataclasses.replace(settings, epochs=epochs)
     points, t, curve = toy.sparse_spiral(seed=seed)
     metrics, curves = curve_experiment(points, curve, settings, t=t, seed=seed, verbose=verbose)
     if out_dir is not None:
@@ -320,6 +345,7 @@ def digit_experiment(
     seed: int = 0,
     verbose: int = 0,
     data_dir: Optional[str] = None,
+    settings: Optional[TrainSettings] = None,
 ) -> Dict[str, dict]:
     """One MNIST training image, rotated 100× over 180° or shifted 100× over ±10 px
     (`toy.rotated_digit` / `toy.shifted_digit`); AE, NRAE-L, NRAE-Q with a 1-D latent.
@@ -333,7 +359,7 @@ def digit_experiment(
     if not 0 <= index < len(train_images):
         raise ValueError(f"index must be in [0, {len(train_images)}), got {index}.")
     images, t = DIGIT_SEQUENCES[transform](train_images[index])
-    settings = DIGIT_SETTINGS[transform]
+    settings = settings or DIGIT_SETTINGS[transform]
     if epochs is not None:
         settings = dataclasses.replace(settings, epochs=epochs)
     metrics, strips = sequence_experiment(images, t, settings, seed=seed, verbose=verbose)
@@ -357,7 +383,8 @@ def example_main(name: str, doc: str, argv: Optional[Sequence[str]] = None) -> D
     if name not in {**_TOY_EXAMPLES, **_DIGIT_EXAMPLES}:
         raise ValueError(f"Unknown example {name!r}.")
     transform = _DIGIT_EXAMPLES.get(name)
-    epochs = (DIGIT_SETTINGS[transform] if transform else _TOY_EXAMPLES[name][1]).epochs
+    defaults = DIGIT_SETTINGS[transform] if transform else _TOY_EXAMPLES[name][1]
+    epochs = defaults.epochs
     out = f"results/{name}"
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=out, help=f"folder for {name}.png and metrics.json (default {out})")
@@ -365,14 +392,24 @@ def example_main(name: str, doc: str, argv: Optional[Sequence[str]] = None) -> D
     parser.add_argument("--seed", type=int, default=0, help="seeds the data, the weights and the neighbour draws (default 0)")
     parser.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="Keras progress bars: 0 none, 1 bars, 2 one line per epoch")
     parser.add_argument("--smoke", action="store_true", help="2 epochs, only to check that everything runs")
+    parser.add_argument(
+        "--set", nargs="+", default=[], metavar="NAME=VALUE",
+        help=f"change training settings, e.g. --set k=30 learning_rate=1e-4 output_activation=none (defaults: {defaults})",
+    )
     if transform:
         parser.add_argument("--index", type=int, default=DIGIT_INDEX, help=f"which MNIST training image to transform (default {DIGIT_INDEX}, a 3)")
         parser.add_argument("--data-dir", help="folder with MNIST IDX files, or an .npz (default: see keras_nrae.datasets)")
     args = parser.parse_args(argv)
     epochs = 2 if args.smoke else args.epochs
+    try:
+        settings = override_settings(defaults, args.set)
+    except ValueError as e:
+        parser.error(str(e))
     if transform:
-        metrics = digit_experiment(transform, args.out, epochs, args.index, args.seed, args.verbose, args.data_dir)
+        metrics = digit_experiment(
+            transform, args.out, epochs, args.index, args.seed, args.verbose, args.data_dir, settings
+        )
     else:
-        metrics = _TOY_EXAMPLES[name][0](args.out, epochs, args.seed, args.verbose)
+        metrics = _TOY_EXAMPLES[name][0](args.out, epochs, args.seed, args.verbose, settings)
     print(format_metrics(metrics))
     return metrics

@@ -91,3 +91,36 @@ def test_image_strip_orders_by_the_true_parameter():
     strip = experiments.image_strip(images, t, steps=3)  # t = 0, 2, 4: images 1, 4, 0
     assert strip.shape == (2, 9)
     np.testing.assert_allclose(strip[0], np.repeat([0.25, 1.0, 0.0], 3))
+
+
+def test_override_settings_parses_each_field_type():
+    from keras_nrae.experiments import TrainSettings, override_settings
+
+    settings = override_settings(
+        TrainSettings(output_activation="sigmoid"),
+        ["k=30", "learning_rate=1e-4", "output_activation=none", "hidden=64,32", "include_center=True"],
+    )
+    assert settings.k == 30 and isinstance(settings.k, int)
+    assert settings.learning_rate == 1e-4
+    assert settings.output_activation is None
+    assert settings.hidden == (64, 32)
+    assert settings.include_center is True
+    assert settings.epochs == TrainSettings().epochs
+    for bad, message in [("kk=3", "NAME=VALUE"), ("k", "NAME=VALUE"), ("replace=yes", "true or false")]:
+        with pytest.raises(ValueError, match=message):
+            override_settings(settings, [bad])
+
+
+def test_set_option_reaches_the_training(tmp_path, capsys, monkeypatch):
+    from keras_nrae import experiments
+
+    seen = []
+    train_model = experiments.train_model
+    monkeypatch.setattr(
+        experiments, "train_model", lambda x, variant, settings, *a: seen.append(settings) or train_model(x, variant, settings, *a)
+    )
+    _run("denoising", tmp_path, "--set", "output_activation=sigmoid", "hidden=8")
+    assert [(s.output_activation, s.hidden, s.epochs) for s in seen] == [("sigmoid", (8,), 2)] * 3
+    with pytest.raises(SystemExit):
+        _run("denoising", tmp_path, "--set", "no_such_setting=1")
+    assert "no_such_setting" in capsys.readouterr().err
