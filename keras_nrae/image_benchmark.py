@@ -66,7 +66,7 @@ class BenchmarkConfig:
     hidden: Tuple[int, ...] = (256, 256)
     activation: str = "elu"
     learning_rate: float = 1e-3
-    epochs: int = 20
+    epochs: int = 100  # AE overfits S after 60-100 epochs: benchmarks/validation_curves.py
     batch_size: int = 100
     small_size: int = 5000
     validation_fraction: float = 0.1
