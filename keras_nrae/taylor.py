@@ -11,8 +11,9 @@ so that f(p + t) ≈ value + first + ½ second.
 
 Where the saving comes from, fastest path first:
 
-1. Layer-wise Taylor mode, when f is a `keras.Sequential` of affine layers
-   (Dense, Conv, ConvTranspose) with elementwise activations and reshapes.
+1. Layer-wise Taylor mode, when f is a `keras.Sequential` (or a Functional
+   model that is one chain of layers) of affine layers (Dense, Conv,
+   ConvTranspose) with elementwise activations and reshapes.
    The jet (value, first, second) is pushed through each layer: the affine
    core A x + b maps value → A value + b on the B primal rows and the tangent
    streams → A t on B·M rows in one call; an elementwise σ maps
@@ -35,6 +36,7 @@ from typing import Callable, List, Optional, Tuple
 
 import keras
 import tensorflow as tf
+from keras.src.models.functional import Functional  # keras.Model(inputs, outputs); no public name
 
 TaylorTerms = Tuple[tf.Tensor, tf.Tensor, Optional[tf.Tensor]]
 
@@ -105,12 +107,33 @@ def _has_layer_rule(layer: keras.layers.Layer) -> bool:
     )
 
 
+def _functional_chain(model: Functional) -> Optional[List[keras.layers.Layer]]:
+    """The layers of a Functional model that is a single chain (one input, each
+    layer called once, on the previous layer's output), else None."""
+    if type(model).call is not Functional.call or len(model.inputs) != 1 or len(model.outputs) != 1:
+        return None
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    tensor = model.inputs[0]
+    for layer in layers:
+        nodes = layer._inbound_nodes
+        if len(nodes) != 1 or nodes[0].input_tensors != [tensor] or len(nodes[0].outputs) != 1:
+            return None
+        tensor = nodes[0].outputs[0]
+    return layers if tensor is model.outputs[0] else None
+
+
 def _layer_chain(fn) -> Optional[List[keras.layers.Layer]]:
     """fn's layers when fn (or the function of a functools.partial) is a
-    Sequential whose every layer has a Taylor-mode rule, else None."""
+    Sequential, or a single-chain Functional model, whose every layer has a
+    Taylor-mode rule, else None."""
     model = fn.func if isinstance(fn, functools.partial) else fn
-    if isinstance(model, keras.Sequential) and all(map(_has_layer_rule, model.layers)):
-        return model.layers
+    layers = None
+    if isinstance(model, keras.Sequential):
+        layers = model.layers
+    elif isinstance(model, Functional):
+        layers = _functional_chain(model)
+    if layers is not None and all(map(_has_layer_rule, layers)):
+        return layers
     return None
 
 

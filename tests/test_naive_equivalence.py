@@ -60,7 +60,21 @@ def conv_autoencoder():
     return encoder, with_random_biases(decoder)
 
 
-ARCHITECTURES = {"dense": (dense_autoencoder, (6,)), "conv": (conv_autoencoder, (4, 4, 1))}
+def functional_autoencoder():
+    """A decoder written with the functional API (one chain: the layer-wise path)."""
+    encoder, _ = dense_autoencoder()
+    z = keras.Input((LATENT,))
+    h = keras.layers.Dense(8, activation="elu")(z)
+    decoder = keras.Model(z, keras.layers.Dense(6, activation="sigmoid")(h))
+    assert taylor._layer_chain(decoder) is not None
+    return encoder, with_random_biases(decoder)
+
+
+ARCHITECTURES = {
+    "dense": (dense_autoencoder, (6,)),
+    "conv": (conv_autoencoder, (4, 4, 1)),
+    "functional": (functional_autoencoder, (6,)),
+}
 
 
 def batch(shape, center_first, seed=0):

@@ -75,13 +75,39 @@ def central_differences(fn, z, dz, eps=1e-4):
     return np.stack(first, 1), np.stack(second, 1)
 
 
-DECODERS = [mlp_decoder, conv_decoder, conv1d_decoder, subclassed_layer_decoder]
+def functional_decoder():
+    """The conv decoder written with the functional API: one chain of layers."""
+    z = keras.Input((D,), dtype="float64")
+    h = keras.layers.Dense(2 * 2 * 3, activation="softplus", dtype="float64")(z)
+    h = keras.layers.Reshape((2, 2, 3), dtype="float64")(h)
+    h = keras.layers.Conv2DTranspose(2, 3, strides=2, padding="same", dtype="float64")(h)
+    h = keras.layers.Activation("elu", dtype="float64")(h)
+    return with_random_biases(keras.Model(z, keras.layers.Flatten(dtype="float64")(h)))
 
 
-def test_layerwise_path_only_for_known_affine_calls():
-    for make_decoder in (mlp_decoder, conv_decoder, conv1d_decoder):
+def branching_functional_decoder():
+    """Two paths added together: not a chain, so not the layer-wise path."""
+    z = keras.Input((D,), dtype="float64")
+    a = keras.layers.Dense(5, activation="tanh", dtype="float64")(z)
+    b = keras.layers.Dense(5, activation="elu", dtype="float64")(z)
+    return with_random_biases(keras.Model(z, keras.layers.Add(dtype="float64")([a, b])))
+
+
+DECODERS = [
+    mlp_decoder, conv_decoder, conv1d_decoder, subclassed_layer_decoder,
+    functional_decoder, branching_functional_decoder,
+]
+
+
+def test_layerwise_path_only_for_chains_of_known_affine_calls():
+    for make_decoder in (mlp_decoder, conv_decoder, conv1d_decoder, functional_decoder):
         assert _layer_chain(make_decoder()) is not None, make_decoder.__name__
     assert _layer_chain(subclassed_layer_decoder()) is None
+    assert _layer_chain(branching_functional_decoder()) is None
+    # A layer applied twice is not a chain of distinct layers either.
+    z = keras.Input((D,))
+    twice = keras.layers.Dense(D, activation="elu")
+    assert _layer_chain(keras.Model(z, twice(twice(z)))) is None
 
 
 @pytest.mark.parametrize("make_decoder", DECODERS)
