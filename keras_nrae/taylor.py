@@ -153,8 +153,9 @@ def _linear_part(layer, t):
     compute the unused primal A t + b and a double-backward jvp, about a
     third of an NRAE step.
     """
-    if isinstance(layer, keras.layers.Dense):
-        return keras.ops.matmul(t, layer.kernel)  # Dense.call minus bias
+    if isinstance(layer, keras.layers.Dense):  # Dense.call minus bias, cast as Layer.__call__ would
+        dtype = layer.compute_dtype
+        return keras.ops.matmul(keras.ops.cast(t, dtype), keras.ops.cast(layer.kernel, dtype))
     use_bias, layer.use_bias = layer.use_bias, False
     try:
         return _pre_activation(layer, t)
