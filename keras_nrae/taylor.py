@@ -50,7 +50,8 @@ _AFFINE = (
     keras.layers.Conv2DTranspose,
     keras.layers.Conv3DTranspose,
 )
-# The Keras calls `_linear_part` knows to be A x + b (+ activation); a
+# The Keras calls `_linear_part` knows to be A x + b (+ activation): Conv2D.call
+# is every BaseConv's but Conv1D's, Conv2DTranspose.call every transpose's. A
 # subclass that overrides `call` takes the vectorized path instead.
 _AFFINE_CALLS = {
     keras.layers.Dense.call,
@@ -116,7 +117,9 @@ def _functional_chain(model: Functional) -> Optional[List[keras.layers.Layer]]:
     tensor = model.inputs[0]
     for layer in layers:
         nodes = layer._inbound_nodes
-        if len(nodes) != 1 or nodes[0].input_tensors != [tensor] or len(nodes[0].outputs) != 1:
+        if len(nodes) != 1 or len(nodes[0].input_tensors) != 1 or len(nodes[0].outputs) != 1:
+            return None
+        if nodes[0].input_tensors[0] is not tensor:  # `is`: KerasTensor == builds an op
             return None
         tensor = nodes[0].outputs[0]
     return layers if tensor is model.outputs[0] else None

@@ -108,6 +108,11 @@ def test_layerwise_path_only_for_chains_of_known_affine_calls():
     z = keras.Input((D,))
     twice = keras.layers.Dense(D, activation="elu")
     assert _layer_chain(keras.Model(z, twice(twice(z)))) is None
+    # Nor is a model whose second layer skips the first one's output.
+    first = keras.layers.Dense(3)(z)
+    skip = keras.layers.Dense(3)(keras.layers.Dense(4)(z))
+    assert _layer_chain(keras.Model(z, keras.layers.Add()([first, skip]))) is None
+    assert _layer_chain(keras.Model(z, keras.layers.Dense(2)(keras.layers.Dense(5)(z)))) is not None
 
 
 @pytest.mark.parametrize("make_decoder", DECODERS)
