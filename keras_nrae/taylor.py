@@ -50,15 +50,9 @@ _AFFINE = (
     keras.layers.Conv2DTranspose,
     keras.layers.Conv3DTranspose,
 )
-# The Keras calls `_linear_part` knows to be A x + b (+ activation): Conv2D.call
-# is every BaseConv's but Conv1D's, Conv2DTranspose.call every transpose's. A
+# The Keras calls `_linear_part` knows to be A x + b (+ activation); a
 # subclass that overrides `call` takes the vectorized path instead.
-_AFFINE_CALLS = {
-    keras.layers.Dense.call,
-    keras.layers.Conv1D.call,
-    keras.layers.Conv2D.call,
-    keras.layers.Conv2DTranspose.call,
-}
+_AFFINE_CALLS = {layer_class.call for layer_class in _AFFINE}
 _RESHAPES = (keras.layers.Reshape, keras.layers.Flatten, keras.layers.Permute)
 _ACTIVATION_LAYERS = (keras.layers.ELU, keras.layers.ReLU, keras.layers.LeakyReLU)
 _ELEMENTWISE = tuple(
