@@ -1,6 +1,6 @@
 """Validation MSE against training epochs: how long to train in the Table 1 protocol.
 
-Uses only the protocol's validation split (`keras_nrae.image_benchmark.select_nrae`'s:
+Uses only the protocol's validation split (`keras_nrae.paper.image_benchmark.select_nrae`'s:
 10 % of the S training images held out, seed 0), never the test split. Each
 model (AE, DAE and NRAE-L / NRAE-Q with the given k and λ) trains once with
 seed 0, the protocol's architecture, optimizer and batch size, and is scored
@@ -20,7 +20,7 @@ if __name__ == "__main__":
 import keras
 import numpy as np
 
-from keras_nrae import image_benchmark as protocol
+from keras_nrae.paper import image_benchmark as protocol
 from keras_nrae.graph import NeighborGraph
 from keras_nrae.metrics import reconstruction_mse
 

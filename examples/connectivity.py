@@ -15,7 +15,7 @@ Writes connectivity.png and metrics.json into --out.
 
 import sys
 
-from keras_nrae.experiments import example_main
+from keras_nrae.paper.experiments import example_main
 
 
 def main(argv=None) -> dict:

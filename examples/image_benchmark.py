@@ -10,7 +10,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from keras_nrae.image_benchmark import main  # noqa: E402
+from keras_nrae.paper.image_benchmark import main  # noqa: E402
 
 if __name__ == "__main__":
     main()

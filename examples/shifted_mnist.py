@@ -15,7 +15,7 @@ Reads MNIST with keras_nrae.datasets.load_images (tfds data, or IDX files in
 
 import sys
 
-from keras_nrae.experiments import example_main
+from keras_nrae.paper.experiments import example_main
 
 
 def main(argv=None) -> dict:

@@ -17,7 +17,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from keras_nrae import NeighborGraph, kernels, neighborhood_dataset, toy  # noqa: E402
+from keras_nrae import NeighborGraph, kernels, neighborhood_dataset  # noqa: E402
+from keras_nrae.paper import toy  # noqa: E402
 from keras_nrae.architectures import mlp_autoencoder  # noqa: E402
 from keras_nrae.losses import NeighborhoodReconstructionLoss  # noqa: E402
 

@@ -20,7 +20,7 @@ _MODELS = {"ae": "AE", "nrae-l": "NRAE-L", "nrae-q": "NRAE-Q"}
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from keras_nrae import experiments
+    from keras_nrae.paper import experiments
 
     metrics = experiments.denoising(args.out, args.epochs, args.seed, args.verbose)
     print("\nMean distance from each decoded curve to the true sine curve (lower is better):")
@@ -44,9 +44,9 @@ def _load(load_split, dataset: str, split: str):
 
 
 def _train(args: argparse.Namespace) -> int:
-    from keras_nrae import experiments
+    from keras_nrae.paper import experiments
     from keras_nrae.export import export_saved_model
-    from keras_nrae.image_benchmark import load_split
+    from keras_nrae.paper.image_benchmark import load_split
     from keras_nrae.metrics import reconstruction_mse
 
     x_train = _load(load_split, args.dataset, "train")[: args.limit]
@@ -86,7 +86,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _benchmark(args: argparse.Namespace, rest: Sequence[str]) -> int:
-    from keras_nrae import image_benchmark
+    from keras_nrae.paper import image_benchmark
 
     try:
         image_benchmark.main(rest)
@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         "benchmark",
         add_help=False,
         help="the paper's Table 1 (all options: keras-nrae benchmark --help)",
-        description="Runs keras_nrae.image_benchmark with the remaining arguments.",
+        description="Runs keras_nrae.paper.image_benchmark with the remaining arguments.",
     )
     return parser
 

@@ -1,5 +1,8 @@
 """keras_nrae refuses a non-TensorFlow Keras backend with a fix-it message."""
 
+import subprocess
+import sys
+
 import keras
 import pytest
 
@@ -14,3 +17,13 @@ def test_non_tensorflow_backend_is_refused(monkeypatch):
 
 def test_tensorflow_backend_passes():
     require_tensorflow_backend()
+
+
+def test_import_keras_nrae_loads_no_paper_code():
+    code = (
+        "import sys, keras_nrae; "
+        "loaded = sorted(m for m in sys.modules if m.startswith('keras_nrae.paper') or m == 'sklearn'); "
+        "print(loaded); sys.exit(1 if loaded else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

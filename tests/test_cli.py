@@ -28,7 +28,7 @@ def test_unknown_command_and_bad_options_are_refused(capsys):
 
 
 def test_demo_passes_its_options_and_reports_the_verdict(tmp_path, monkeypatch, capsys):
-    from keras_nrae import experiments
+    from keras_nrae.paper import experiments
 
     calls = []
 
@@ -50,7 +50,7 @@ def test_demo_passes_its_options_and_reports_the_verdict(tmp_path, monkeypatch, 
 
 
 def test_benchmark_forwards_its_arguments(monkeypatch):
-    from keras_nrae import image_benchmark
+    from keras_nrae.paper import image_benchmark
 
     seen = []
     monkeypatch.setattr(image_benchmark, "main", lambda argv: seen.append(list(argv)))

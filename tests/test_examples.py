@@ -51,7 +51,7 @@ def test_digit_sequences(tmp_path, name):
 
 
 def test_bad_digit_index_is_refused(tmp_path):
-    from keras_nrae import experiments
+    from keras_nrae.paper import experiments
 
     npz = tmp_path / "mnist.npz"
     np.savez(npz, x_train=np.zeros((3, 8, 8), np.uint8), x_test=np.zeros((1, 8, 8), np.uint8))
@@ -75,7 +75,7 @@ def _linear_autoencoder():
 
 
 def test_decoded_curve_spans_the_codes_of_the_data():
-    from keras_nrae import experiments
+    from keras_nrae.paper import experiments
 
     points = np.array([[0.5, 7.0], [-1.0, 0.0], [3.0, -2.0]], "float32")
     curve = experiments.decoded_curve(_linear_autoencoder(), points, resolution=9)
@@ -84,7 +84,7 @@ def test_decoded_curve_spans_the_codes_of_the_data():
 
 
 def test_image_strip_orders_by_the_true_parameter():
-    from keras_nrae import experiments
+    from keras_nrae.paper import experiments
 
     images = np.arange(5, dtype="float32")[:, None, None, None] * np.ones((5, 2, 3, 1), "float32") / 4
     t = np.array([4.0, 0.0, 3.0, 1.0, 2.0])
@@ -94,7 +94,7 @@ def test_image_strip_orders_by_the_true_parameter():
 
 
 def test_override_settings_parses_each_field_type():
-    from keras_nrae.experiments import TrainSettings, override_settings
+    from keras_nrae.paper.experiments import TrainSettings, override_settings
 
     settings = override_settings(
         TrainSettings(output_activation="sigmoid"),
@@ -112,7 +112,7 @@ def test_override_settings_parses_each_field_type():
 
 
 def test_set_option_reaches_the_training(tmp_path, capsys, monkeypatch):
-    from keras_nrae import experiments
+    from keras_nrae.paper import experiments
 
     seen = []
     train_model = experiments.train_model

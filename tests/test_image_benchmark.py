@@ -6,8 +6,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 import pytest
 
-from keras_nrae import image_benchmark
-from keras_nrae.image_benchmark import (
+from keras_nrae.paper import image_benchmark
+from keras_nrae.paper.image_benchmark import (
     MODEL_NAMES,
     NraeSettings,
     markdown_table,

@@ -1,7 +1,7 @@
 """The paper's small experiments as functions: train AE, NRAE-L and NRAE-Q on one dataset, measure, draw.
 
 `train_model` trains one variant; `curve_experiment` (2-D points, e.g. the
-noisy sine and the sparse spiral of `keras_nrae.toy`) and
+noisy sine and the sparse spiral of `keras_nrae.paper.toy`) and
 `sequence_experiment` (an image sequence along one parameter, e.g. a rotated
 digit) train every variant with a 1-D latent space and measure
 
@@ -28,7 +28,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_nrae import kernels, toy
+from keras_nrae import kernels
+from keras_nrae.paper import toy
 from keras_nrae.architectures import mlp_autoencoder
 from keras_nrae.callbacks import _png_bytes, _require_matplotlib
 from keras_nrae.data import neighborhood_dataset

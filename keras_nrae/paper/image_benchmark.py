@@ -18,7 +18,7 @@ and batch size (`BenchmarkConfig`); the baselines' own weights are fixed,
 documented defaults (`BASELINE_SETTINGS`). Results: a Markdown table of mean ±
 std over seeds and a CSV with one row per (dataset, size, model, seed).
 
-    python -m keras_nrae.image_benchmark mnist fashion_mnist --seeds 0 1 2
+    python -m keras_nrae.paper.image_benchmark mnist fashion_mnist --seeds 0 1 2
 """
 
 import argparse
