@@ -1,7 +1,8 @@
 """The baselines of the paper's Table 1: AE, DAE, CAE, VAE and WAE-MMD.
 
-Every baseline is a `keras_nrae.model.Autoencoder`: same `(encoder, decoder)`
-constructor, `fit` on tensor or `{"x": ...}` batches (neighbours, if present,
+Every baseline is a `keras_nrae.model.Autoencoder`, and so keeps its Keras
+contract (`model.losses` in the loss, `training` flags, compiled metrics): same
+`(encoder, decoder)` constructor, `fit` on tensor or `{"x": ...}` batches (neighbours, if present,
 are ignored), `encode` / `decode` / `save`, and `evaluate` reporting the
 per-pixel `reconstruction_mse`. Each changes only the training loss, whose
 reconstruction term is 1/B Σ_b ‖x_b − x̂_b‖² (summed over features) as for the
@@ -113,8 +114,8 @@ class DenoisingAutoencoder(_StochasticAutoencoder):
         super().__init__(encoder, decoder, seed=seed, **kwargs)
 
     def _plain_loss(self, x):
-        noisy = x + self.sigma * self._standard_normal(x)
-        return reconstruction_loss(x, self(noisy, training=True))
+        x_hat = self(x + self.sigma * self._standard_normal(x), training=True)
+        return reconstruction_loss(x, x_hat), x_hat
 
     def get_config(self):
         return {**super().get_config(), "sigma": self.sigma}
@@ -139,7 +140,7 @@ class ContractiveAutoencoder(Autoencoder):
     def _plain_loss(self, x):
         z, jacobian_norms = encode_with_jacobian_norm(self.encoder, x)
         x_hat = self.decoder(z, training=True)
-        return reconstruction_loss(x, x_hat) + self.weight * tf.reduce_mean(jacobian_norms)
+        return reconstruction_loss(x, x_hat) + self.weight * tf.reduce_mean(jacobian_norms), x_hat
 
     def get_config(self):
         return {**super().get_config(), "weight": self.weight}
@@ -187,7 +188,8 @@ class VariationalAutoencoder(_StochasticAutoencoder):
         mean, log_var = self._mean_and_log_var(self.encoder(x, training=True))
         z = mean + tf.exp(0.5 * log_var) * self._standard_normal(mean)
         kl = tf.reduce_mean(gaussian_kl(mean, log_var))
-        return reconstruction_loss(x, self.decoder(z, training=True)) + self.beta * tf.cast(kl, x.dtype)
+        x_hat = self.decoder(z, training=True)
+        return reconstruction_loss(x, x_hat) + self.beta * tf.cast(kl, x.dtype), x_hat
 
     def get_config(self):
         return {**super().get_config(), "beta": self.beta}
@@ -226,7 +228,8 @@ class WassersteinAutoencoder(_StochasticAutoencoder):
     def _plain_loss(self, x):
         z = self.encoder(x, training=True)
         mmd = inverse_multiquadric_mmd(z, self._standard_normal(z), self.scale)
-        return reconstruction_loss(x, self.decoder(z, training=True)) + self.weight * tf.cast(mmd, x.dtype)
+        x_hat = self.decoder(z, training=True)
+        return reconstruction_loss(x, x_hat) + self.weight * tf.cast(mmd, x.dtype), x_hat
 
     def get_config(self):
         return {**super().get_config(), "weight": self.weight, "scale": self.scale}

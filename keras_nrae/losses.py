@@ -24,9 +24,7 @@ import keras
 import tensorflow as tf
 
 from keras_nrae import kernels as kernels_lib
-from keras_nrae.taylor import check_order, taylor_terms
-
-Flag = Union[bool, tf.Tensor]
+from keras_nrae.taylor import bind_training, check_order, taylor_terms
 
 
 def _sum_over_features(t: tf.Tensor) -> tf.Tensor:
@@ -52,28 +50,15 @@ def _check_output_shape(value: tf.Tensor, targets: tf.Tensor) -> None:
         )
 
 
-def _slot_errors(fn, primal, tangents, targets, order, center_first, vectorize):
-    expanded = tangents[:, 1:] if center_first else tangents
-    if expanded.shape[1] == 0:  # the centre is the only slot
-        value, first, second = fn(primal), None, None
-    else:
-        value, first, second = taylor_terms(fn, primal, expanded, order, vectorize)
-    _check_output_shape(value, targets)
-    slots = [tf.cast(value, targets.dtype)[:, None]] if center_first else []
-    if first is not None:
-        slots.append(_expansion(value, first, second, targets.dtype))
-    recon = slots[0] if len(slots) == 1 else tf.concat(slots, axis=1)
-    return value, _sum_over_features(tf.math.squared_difference(targets, recon))
-
-
 def taylor_reconstruction_errors(
     fn: Callable[[tf.Tensor], tf.Tensor],
     primal: tf.Tensor,
     tangents: tf.Tensor,
     targets: tf.Tensor,
     order: int = 1,
-    center_first: Flag = False,
+    center_first: bool = False,
     vectorize: bool = True,
+    training: Optional[bool] = None,
 ):
     """Squared error of every slot's Taylor reconstruction.
 
@@ -85,20 +70,24 @@ def taylor_reconstruction_errors(
       order: 1 or 2.
       center_first: slot 0 holds the centre itself (tangent 0). Its error is
         the plain ‖targets[:, 0] − fn(primal)‖² and no Taylor term is computed
-        for it. A Python bool, or a scalar bool tensor (then `tf.cond`).
+        for it.
       vectorize: see `keras_nrae.taylor.taylor_terms`.
+      training: the `training` flag a Keras `fn` is called with.
 
     Returns:
       (fn(primal) (B, *out), errors (B, M)) with errors in `targets.dtype`.
     """
-    args = (fn, primal, tangents, targets, order)
-    if isinstance(center_first, bool):
-        return _slot_errors(*args, center_first, vectorize)
-    return tf.cond(
-        center_first,
-        lambda: _slot_errors(*args, True, vectorize),
-        lambda: _slot_errors(*args, False, vectorize),
-    )
+    expanded = tangents[:, 1:] if center_first else tangents
+    if expanded.shape[1] == 0:  # the centre is the only slot
+        value, first, second = bind_training(fn, training)(primal), None, None
+    else:
+        value, first, second = taylor_terms(fn, primal, expanded, order, vectorize, training)
+    _check_output_shape(value, targets)
+    slots = [tf.cast(value, targets.dtype)[:, None]] if center_first else []
+    if first is not None:
+        slots.append(_expansion(value, first, second, targets.dtype))
+    recon = slots[0] if len(slots) == 1 else tf.concat(slots, axis=1)
+    return value, _sum_over_features(tf.math.squared_difference(targets, recon))
 
 
 def weighted_mean(errors: tf.Tensor, weights: Optional[tf.Tensor] = None) -> tf.Tensor:
@@ -145,9 +134,10 @@ def neighborhood_reconstruction_loss(
     x_neighbors: tf.Tensor,
     weights: Optional[tf.Tensor] = None,
     order: int = 1,
-    center_first: Flag = False,
+    center_first: bool = False,
     return_errors: bool = False,
     vectorize: bool = True,
+    training: Optional[bool] = None,
 ):
     """NRAE loss (module docstring) from codes; differentiable in z, z_neighbors and the decoder.
 
@@ -159,9 +149,10 @@ def neighborhood_reconstruction_loss(
       weights: (B, M) kernel weights, or None for all ones.
       order: 1 (NRAE-L) or 2 (NRAE-Q).
       center_first: slot 0 is the centre itself; skips its Taylor term (the
-        result is the same, only cheaper). Bool or scalar bool tensor.
+        result is the same, only cheaper).
       return_errors: also return the per-slot errors e (B, M).
       vectorize: see `keras_nrae.taylor.taylor_terms`.
+      training: the `training` flag a Keras `decoder` is called with.
 
     Returns:
       The scalar loss, or (loss, errors) with `return_errors=True`.
@@ -180,6 +171,7 @@ def neighborhood_reconstruction_loss(
         order,
         center_first,
         vectorize,
+        training,
     )
     loss = weighted_mean(errors, weights)
     return (loss, errors) if return_errors else loss
@@ -230,7 +222,7 @@ class NeighborhoodReconstructionLoss(keras.layers.Layer):
         self.kernel = kernels_lib.get(kernel)
         self.weight = float(weight)
 
-    def call(self, x, x_neighbors, z, z_neighbors, center_first: Flag = False):
+    def call(self, x, x_neighbors, z, z_neighbors, center_first: bool = False, training=None):
         """Scalar loss for x (B, *shape), x_neighbors (B, M, *shape), z (B, d), z_neighbors (B, M, d).
 
         `center_first=True` when slot 0 holds the centre itself (the
@@ -243,7 +235,8 @@ class NeighborhoodReconstructionLoss(keras.layers.Layer):
             )
         weights = self.kernel(squared_distances(x, x_neighbors))
         loss = neighborhood_reconstruction_loss(
-            self.decoder, z, z_neighbors, x_neighbors, weights, self.order, center_first
+            self.decoder, z, z_neighbors, x_neighbors, weights, self.order, center_first,
+            training=training,
         )
         self.add_loss(self.weight * loss)
         return loss

@@ -1,19 +1,23 @@
-"""NeighborhoodReconstructionModel: an autoencoder trained with the NRAE loss."""
+"""Autoencoder and NeighborhoodReconstructionModel: the NRAE loss inside Keras 3's training contract.
 
-import functools
+What `fit` minimises is the model's own loss plus `sum(model.losses)` (weight
+and activity regularizers, `add_loss` terms of encoder and decoder), as
+`keras.Model.compute_loss` adds them; `fit` logs that total as "loss". Layers
+run with `training=True` in `train_step` and `training=False` everywhere else
+(`evaluate`, `predict`, `encode`, `decode`, `model(x)`). Metrics given to
+`compile(metrics=...)` compare the centres' reconstruction with the centres:
+in `fit` the training pass's, in `evaluate` that of `model(x)`.
+"""
+
 from typing import Any, Optional, Tuple, Union
 
 import keras
 import tensorflow as tf
 
+from keras_nrae import _keras_compat as compat
 from keras_nrae import kernels as kernels_lib
-from keras_nrae.losses import (
-    neighborhood_reconstruction_loss,
-    squared_distances,
-    taylor_reconstruction_errors,
-    weighted_mean,
-)
-from keras_nrae.taylor import check_order
+from keras_nrae.losses import squared_distances, taylor_reconstruction_errors, weighted_mean
+from keras_nrae.taylor import check_order, check_per_example
 
 _EXPANDS = ("decoder", "autoencoder")
 
@@ -141,9 +145,28 @@ class Autoencoder(keras.Model):
 
     # -- the loss --------------------------------------------------------------
 
+    def _training_loss(self, x, neighbors) -> Tuple[tf.Tensor, tf.Tensor]:
+        """(own training loss, centres' reconstruction (B, *shape)) with training=True.
+
+        Neighbours, if any, are ignored: the loss is `_plain_loss(x)`.
+        """
+        return self._plain_loss(x)
+
     def _plain_loss(self, x):
-        """The training loss of a batch x (B, *shape) without neighbours."""
-        return reconstruction_loss(x, self(x, training=True))
+        """(training loss, reconstruction) of a batch x (B, *shape) without neighbours."""
+        x_hat = self(x, training=True)
+        return reconstruction_loss(x, x_hat), x_hat
+
+    def _test_loss(self, x, neighbors) -> Tuple[tf.Tensor, tf.Tensor]:
+        """(deterministic loss 1/B Σ_b ‖x_b − x̂_b‖², x̂ = model(x)) with training=False."""
+        x_hat = self(x, training=False)
+        return reconstruction_loss(x, x_hat), x_hat
+
+    def _with_added_losses(self, loss: tf.Tensor) -> tf.Tensor:
+        """loss + sum(self.losses), each term summed as `keras.Model.compute_loss` does."""
+        for added in self.losses:
+            loss += tf.cast(tf.reduce_sum(added), loss.dtype)
+        return loss
 
     # -- Keras hooks -----------------------------------------------------------
 
@@ -171,44 +194,44 @@ class Autoencoder(keras.Model):
 
     @property
     def metrics(self):
-        return [self.loss_tracker, self.mse_tracker]
+        """loss (this model's total, not Keras's own tracker), compiled metrics, reconstruction_mse."""
+        return [self.loss_tracker] + [m for m in super().metrics if m.name != "loss"]
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        """Update the compiled metrics with y = the centres; return every metric's value."""
+        centres, _ = _split_batch(x)
+        return super().compute_metrics(x, centres, tf.cast(y_pred, centres.dtype), sample_weight)
 
     def train_step(self, data):
         x, neighbors = _split_batch(data)
         _check_batch(x, neighbors)
-        loss, gradients = self._training_loss_and_gradients(x, neighbors)
-        self.optimizer.apply(gradients, self.trainable_variables)
-        self.loss_tracker.update_state(loss)
-        return {"loss": self.loss_tracker.result()}
-
-    def _training_loss_and_gradients(self, x, neighbors):
-        """Neighbours, if any, are ignored: the loss is `_plain_loss(x)`."""
-        return self._loss_and_gradients(self._plain_loss, x)
-
-    def _loss_and_gradients(self, loss_fn, *args):
-        """(loss, dense gradients); the gradient is of loss / num_replicas."""
         variables = self.trainable_variables
         with tf.GradientTape() as tape:
-            loss = loss_fn(*args)
+            compat.clear_losses(self)
+            loss, x_hat = self._training_loss(x, neighbors)
+            loss = self._with_added_losses(loss)
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             scaled = self.optimizer.scale_loss(loss / replicas)
         gradients = tape.gradient(scaled, variables)
-        return loss, [
+        gradients = [
             tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
             for g, v in zip(gradients, variables)
         ]
+        self.optimizer.apply(gradients, variables)
+        return self._update_metrics(x, x_hat, loss)
 
     def test_step(self, data):
         x, neighbors = _split_batch(data)
         _check_batch(x, neighbors)
-        x_hat = tf.cast(self(x, training=False), x.dtype)
-        self.mse_tracker.update_state(tf.reduce_mean(tf.math.squared_difference(x, x_hat)))
-        self.loss_tracker.update_state(self._test_loss(x, x_hat, neighbors))
-        return {m.name: m.result() for m in self.metrics}
+        compat.clear_losses(self)
+        loss, x_hat = self._test_loss(x, neighbors)
+        return self._update_metrics(x, x_hat, self._with_added_losses(loss))
 
-    def _test_loss(self, x, x_hat, neighbors):
-        """The deterministic reconstruction loss 1/B Σ_b ‖x_b − x̂_b‖²."""
-        return reconstruction_loss(x, x_hat)
+    def _update_metrics(self, x, x_hat, loss):
+        x_hat = tf.cast(x_hat, x.dtype)
+        self.loss_tracker.update_state(loss)
+        self.mse_tracker.update_state(tf.reduce_mean(tf.math.squared_difference(x, x_hat)))
+        return self.compute_metrics(x, x, x_hat)
 
     def predict_step(self, data):
         x, _ = _split_batch(data)
@@ -218,7 +241,7 @@ class Autoencoder(keras.Model):
 
     def get_config(self):
         return {
-            "name": self.name,
+            **super().get_config(),
             "encoder": keras.saving.serialize_keras_object(self.encoder),
             "decoder": keras.saving.serialize_keras_object(self.decoder),
         }
@@ -240,6 +263,14 @@ class NeighborhoodReconstructionModel(Autoencoder):
     autoencoder. The loss is `keras_nrae.losses` (module docstring) with
     weights `kernel(‖x − x'‖²)`.
 
+    In a training step the encoder runs once, on the centres and their drawn
+    neighbours together (one batch of real points: BatchNormalization takes
+    its statistics from it and updates its moving statistics once; activity
+    regularizers see those points). The decoder runs its real forward pass on
+    the centres' codes only; the Taylor terms reuse that pass (see
+    `keras_nrae.taylor`: its mask for Dropout, its statistics for
+    BatchNormalization), and activity regularizers see only its activations.
+
     Args:
       encoder: Keras model g, (B, *shape) -> (B, d).
       decoder: Keras model f, (B, d) -> (B, *shape).
@@ -248,6 +279,12 @@ class NeighborhoodReconstructionModel(Autoencoder):
         `Binary(lam=1.0)`.
       expand: "decoder" expands f around g(x), evaluated at g(x');
         "autoencoder" expands f∘g around x, evaluated at x'.
+      include_center: slot 0 of "neighbors" holds the centre itself, as
+        `neighborhood_dataset(..., include_center=True)` (the default) builds
+        it; that slot then costs neither an encoder pass nor a Taylor term. A
+        batch whose slot 0 is not the centre is refused (the loss turns NaN
+        under XLA, which drops assertions). With False every slot is expanded,
+        which is right for either layout, only slower.
     """
 
     def __init__(
@@ -257,75 +294,71 @@ class NeighborhoodReconstructionModel(Autoencoder):
         order: int = 1,
         kernel: Union[None, str, dict, kernels_lib.Kernel] = None,
         expand: str = "decoder",
+        include_center: bool = True,
         **kwargs: Any,
     ):
         check_order(order)
         if expand not in _EXPANDS:
             raise ValueError(f"expand must be one of {_EXPANDS}, got {expand!r}.")
+        if not isinstance(include_center, bool):
+            raise TypeError(f"include_center must be True or False, got {include_center!r}.")
         super().__init__(encoder, decoder, **kwargs)
         self.order = order
         self.kernel = kernels_lib.get(kernel)
         self.expand = expand
+        self.include_center = include_center
 
     # -- the loss --------------------------------------------------------------
 
-    def neighborhood_loss(self, x: tf.Tensor, neighbors: tf.Tensor) -> tf.Tensor:
-        """The scalar `train_step` minimises for centres x (B, *shape), neighbours (B, M, *shape)."""
+    def neighborhood_loss(self, x, neighbors, training: bool = False) -> tf.Tensor:
+        """The NRAE loss (without `model.losses`) of centres x (B, *shape), neighbours (B, M, *shape)."""
         x = tf.convert_to_tensor(x)
         neighbors = tf.convert_to_tensor(neighbors, dtype=x.dtype)
         _check_batch(x, neighbors)
-        return tf.cond(
-            self._center_first(x, neighbors),
-            lambda: self._loss(x, neighbors, center_first=True),
-            lambda: self._loss(x, neighbors, center_first=False),
-        )
+        return self._neighborhood_loss(x, neighbors, training)[0]
 
-    @staticmethod
-    def _center_first(x, neighbors):
-        """True when slot 0 holds the centre (the pipeline's include_center):
-        then that slot needs neither encoding nor a Taylor term."""
-        return tf.reduce_all(tf.equal(neighbors[:, 0], x))
-
-    def _loss(self, x, neighbors, center_first):
+    def _neighborhood_loss(self, x, neighbors, training):
+        """(loss, centres' reconstruction f(g(x)) (B, *shape))."""
         weights = self.kernel(squared_distances(x, neighbors))
-        decoder = functools.partial(self.decoder, training=True)
         if self.expand == "autoencoder":
-            autoencoder = lambda v: decoder(self.encoder(v, training=True))
-            _, errors = taylor_reconstruction_errors(
-                autoencoder, x, neighbors - x[:, None], neighbors, self.order, center_first
+            for part in (self.encoder, self.decoder):
+                check_per_example(part, training)
+            autoencoder = lambda v: self.decoder(
+                self._code(self.encoder(v, training=training)), training=training
             )
-            return weighted_mean(errors, weights)
-        encoded = neighbors[:, 1:] if center_first else neighbors
-        batch, slots = tf.shape(x)[0], encoded.shape[1]
-        z_all = self.encoder(
-            tf.concat([x, tf.reshape(encoded, tf.concat([[-1], tf.shape(x)[1:]], 0))], 0),
-            training=True,
-        )
-        z = z_all[:batch]
-        z_neighbors = tf.reshape(z_all[batch:], [batch, slots, z_all.shape[-1]])
-        if center_first:
-            z_neighbors = tf.concat([z[:, None], z_neighbors], axis=1)
-        return neighborhood_reconstruction_loss(
-            decoder, z, z_neighbors, neighbors, weights, self.order, center_first
-        )
+            x_hat, errors = taylor_reconstruction_errors(
+                autoencoder, x, neighbors - x[:, None], neighbors, self.order,
+                self.include_center,
+            )
+        else:
+            batch = tf.shape(x)[0]
+            drawn = neighbors[:, 1:] if self.include_center else neighbors
+            codes = self._code(self.encoder(
+                tf.concat([x, tf.reshape(drawn, tf.concat([[-1], tf.shape(x)[1:]], 0))], 0),
+                training=training,
+            ))
+            z = codes[:batch]
+            z_neighbors = tf.reshape(codes[batch:], [batch, drawn.shape[1], codes.shape[-1]])
+            if self.include_center:
+                z_neighbors = tf.concat([z[:, None], z_neighbors], axis=1)
+            x_hat, errors = taylor_reconstruction_errors(
+                self.decoder, z, z_neighbors - z[:, None], neighbors, self.order,
+                self.include_center, training=training,
+            )
+        loss = weighted_mean(errors, weights)
+        if self.include_center:
+            loss = _refuse_unless_center_first(x, neighbors, loss)
+        return loss, x_hat
 
-    # -- Keras hooks -----------------------------------------------------------
-
-    def _training_loss_and_gradients(self, x, neighbors):
+    def _training_loss(self, x, neighbors):
         if neighbors is None:
-            return super()._training_loss_and_gradients(x, neighbors)
-        # The branch holds the whole tape: XLA cannot differentiate
-        # through a tf.cond around forward-mode (pfor) terms.
-        return tf.cond(
-            self._center_first(x, neighbors),
-            lambda: self._loss_and_gradients(self._loss, x, neighbors, True),
-            lambda: self._loss_and_gradients(self._loss, x, neighbors, False),
-        )
+            return super()._training_loss(x, neighbors)
+        return self._neighborhood_loss(x, neighbors, training=True)
 
-    def _test_loss(self, x, x_hat, neighbors):
+    def _test_loss(self, x, neighbors):
         if neighbors is None:
-            return super()._test_loss(x, x_hat, neighbors)
-        return self.neighborhood_loss(x, neighbors)
+            return super()._test_loss(x, neighbors)
+        return self._neighborhood_loss(x, neighbors, training=False)
 
     # -- serialization ---------------------------------------------------------
 
@@ -335,4 +368,16 @@ class NeighborhoodReconstructionModel(Autoencoder):
             "order": self.order,
             "kernel": kernels_lib.serialize(self.kernel),
             "expand": self.expand,
+            "include_center": self.include_center,
         }
+
+
+def _refuse_unless_center_first(x, neighbors, loss):
+    """loss, after asserting that slot 0 of neighbors is x; NaN where the assertion is dropped (XLA)."""
+    center_first = tf.reduce_all(tf.equal(neighbors[:, 0], x))
+    tf.debugging.Assert(center_first, [
+        'Slot 0 of "neighbors" is not the centre "x", but the model was built with '
+        "include_center=True. Build the data with neighborhood_dataset(..., "
+        "include_center=True), or the model with include_center=False."
+    ])
+    return tf.where(center_first, loss, tf.constant(float("nan"), loss.dtype))

@@ -7,54 +7,54 @@ t (B, M, *in), `taylor_terms` returns
     first  = J_f(p) t             (B, M, *out)
     second = tᵀ H_f(p) t          (B, M, *out)   (order 2 only)
 
-so that f(p + t) ≈ value + first + ½ second.
+so that f(p + t) ≈ value + first + ½ second. A Keras layer or model f is
+called with the given `training` flag.
 
 Where the saving comes from, fastest path first:
 
 1. Layer-wise Taylor mode, when f is a `keras.Sequential` (or a Functional
-   model that is one chain of layers) of affine layers (Dense, Conv,
-   ConvTranspose) with elementwise activations and reshapes.
-   The jet (value, first, second) is pushed through each layer: the affine
-   core A x + b maps value → A value + b on the B primal rows and the tangent
-   streams → A t on B·M rows in one call; an elementwise σ maps
-   first → σ'(a) first and second → σ'(a) second + σ''(a) first², with
+   model that is one chain of layers, nested chains included) whose every
+   layer is one this module knows exactly (`LAYER_RULES`: Keras's own `call`,
+   no activity regularizer). The jet (value, first, second) is pushed through
+   each layer: an affine core A x + b maps value → A value + b on the B primal
+   rows and the tangent streams → A t on B·M rows in one call; an elementwise
+   σ maps first → σ'(a) first and second → σ'(a) second + σ''(a) first², with
    σ'(a), σ''(a) taken once per primal row. The primal is computed once, f(p)
-   comes out of the same pass, and order 2 costs two tangent streams. Nested
-   ForwardAccumulators need three: the outer one re-derives J t along the
-   primal stream, which the inner one has already computed.
+   comes out of the same pass, and order 2 costs two tangent streams.
+   With `training=True`, Dropout-type layers draw one mask per step and apply
+   it to the value and the tangents alike, GaussianNoise adds noise to the
+   value only, and BatchNormalization normalises the value with the primal
+   batch's statistics (updating its moving statistics once) and scales the
+   tangents by γ / √(σ²_batch + ε): the expansion is that of the decoder with
+   this step's statistics held fixed, one example at a time.
 2. Otherwise a ForwardAccumulator inside `tf.vectorized_map` over the M axis:
    pfor sees that every primal activation is loop-invariant, so the primal is
    computed once per row and only the tangent streams are batched over B·M.
 3. `vectorize=False`, also the automatic fallback when pfor cannot convert
    some op of f: the straightforward port of the official code, which repeats
    p M times and pays M primal passes.
+
+Paths 2 and 3 differentiate f as a black box, which is exact for maps that
+treat examples independently and deterministically. With `training=True` they
+refuse a model holding layers that do not (BatchNormalization in training,
+Dropout, noise): in a black box their masks, noise and batch statistics
+would differ between the value and the tangents or mix examples. Paths 2 and
+3 end with one plain call f(p), so the `add_loss` terms f leaves behind
+(activity regularizers) are those of the real primal pass, never of tangent
+streams; path 1 reproduces no such terms and so takes no layer with an
+activity regularizer.
 """
 
-import functools
-import threading
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import keras
 import tensorflow as tf
-from keras.src.models.functional import Functional  # keras.Model(inputs, outputs); no public name
+
+from keras_nrae import _keras_compat as compat
 
 TaylorTerms = Tuple[tf.Tensor, tf.Tensor, Optional[tf.Tensor]]
+Jet = Tuple[tf.Tensor, tf.Tensor, Optional[tf.Tensor]]
 
-
-_AFFINE = (
-    keras.layers.Dense,
-    keras.layers.Conv1D,
-    keras.layers.Conv2D,
-    keras.layers.Conv3D,
-    keras.layers.Conv1DTranspose,
-    keras.layers.Conv2DTranspose,
-    keras.layers.Conv3DTranspose,
-)
-# The Keras calls `_linear_part` knows to be A x + b (+ activation); a
-# subclass that overrides `call` takes the vectorized path instead.
-_AFFINE_CALLS = {layer_class.call for layer_class in _AFFINE}
-_RESHAPES = (keras.layers.Reshape, keras.layers.Flatten, keras.layers.Permute)
-_ACTIVATION_LAYERS = (keras.layers.ELU, keras.layers.ReLU, keras.layers.LeakyReLU)
 _ELEMENTWISE = tuple(
     keras.activations.get(name)
     for name in (
@@ -63,11 +63,31 @@ _ELEMENTWISE = tuple(
         "softsign", "exponential", "leaky_relu",
     )
 )
+_TRANSPOSED_CONVS = (
+    keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose
+)
+_AFFINE = (
+    keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D
+) + _TRANSPOSED_CONVS
+_DROPOUTS = (
+    keras.layers.Dropout, keras.layers.SpatialDropout1D, keras.layers.SpatialDropout2D,
+    keras.layers.SpatialDropout3D, keras.layers.GaussianDropout,
+)
+_RESHAPES = (keras.layers.Reshape, keras.layers.Flatten, keras.layers.Permute)
+_ACTIVATION_LAYERS = (
+    keras.layers.Activation, keras.layers.ELU, keras.layers.ReLU, keras.layers.LeakyReLU
+)
+# Layers whose training-mode call is random or mixes the examples of a batch.
+_NOT_PER_EXAMPLE_IN_TRAINING = _DROPOUTS + (
+    keras.layers.GaussianNoise, keras.layers.AlphaDropout, keras.layers.BatchNormalization
+)
 
 
-# _pre_activation and _linear_part switch a layer's activation (and bias) off for
-# the duration of one call; replica threads (tf.distribute) must not see that state.
-_ACTIVATION_SWITCH = threading.Lock()
+def bind_training(fn: Callable, training: Optional[bool]) -> Callable[[tf.Tensor], tf.Tensor]:
+    """fn as a function of one tensor: a Keras layer or model is called with `training`."""
+    if isinstance(fn, keras.layers.Layer):
+        return lambda x: fn(x, training=training)
+    return fn
 
 
 def check_order(order: int) -> None:
@@ -76,92 +96,11 @@ def check_order(order: int) -> None:
         raise ValueError(f"order must be 1 (NRAE-L) or 2 (NRAE-Q), got {order!r}.")
 
 
-def _directional_terms(fn, primal, tangent, order):
-    """(f(p), J t, tᵀ H t or None) for one tangent per row, same shape as p."""
-    if order == 1:
-        with tf.autodiff.ForwardAccumulator(primal, tangent) as acc:
-            value = fn(primal)
-        return value, acc.jvp(value), None
-    with tf.autodiff.ForwardAccumulator(primal, tangent) as outer:
-        with tf.autodiff.ForwardAccumulator(primal, tangent) as inner:
-            value = fn(primal)
-        first = inner.jvp(value)
-    return value, first, outer.jvp(first)
+# -- path 1: layer rules ---------------------------------------------------------------
 
 
-def _has_layer_rule(layer: keras.layers.Layer) -> bool:
-    if isinstance(layer, _RESHAPES + _ACTIVATION_LAYERS):
-        return True
-    if isinstance(layer, _AFFINE) and (
-        type(layer).call not in _AFFINE_CALLS or layer.quantization_mode is not None
-    ):
-        return False  # a call we do not know to be A x + b
-    return (
-        isinstance(layer, _AFFINE + (keras.layers.Activation,))
-        and layer.activation in _ELEMENTWISE
-    )
-
-
-def _functional_chain(model: Functional) -> Optional[List[keras.layers.Layer]]:
-    """The layers of a Functional model that is a single chain (one input, each
-    layer called once, on the previous layer's output), else None."""
-    if type(model).call is not Functional.call or len(model.inputs) != 1 or len(model.outputs) != 1:
-        return None
-    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-    tensor = model.inputs[0]
-    for layer in layers:
-        nodes = layer._inbound_nodes
-        if len(nodes) != 1 or len(nodes[0].input_tensors) != 1 or len(nodes[0].outputs) != 1:
-            return None
-        if nodes[0].input_tensors[0] is not tensor:  # `is`: KerasTensor == builds an op
-            return None
-        tensor = nodes[0].outputs[0]
-    return layers if tensor is model.outputs[0] else None
-
-
-def _layer_chain(fn) -> Optional[List[keras.layers.Layer]]:
-    """fn's layers when fn (or the function of a functools.partial) is a
-    Sequential, or a single-chain Functional model, whose every layer has a
-    Taylor-mode rule, else None."""
-    model = fn.func if isinstance(fn, functools.partial) else fn
-    layers = None
-    if isinstance(model, keras.Sequential):
-        layers = model.layers
-    elif isinstance(model, Functional):
-        layers = _functional_chain(model)
-    if layers is not None and all(map(_has_layer_rule, layers)):
-        return layers
-    return None
-
-
-def _pre_activation(layer, x):
-    """A x + b: the layer called with its activation switched off."""
-    activation, layer.activation = layer.activation, keras.activations.linear
-    try:
-        return layer(x)
-    finally:
-        layer.activation = activation
-
-
-def _linear_part(layer, t):
-    """A t for the affine core A x + b of `layer`: its own call without bias or activation.
-
-    Direct ops, not a ForwardAccumulator around the layer: that would also
-    compute the unused primal A t + b and a double-backward jvp, about a
-    third of an NRAE step.
-    """
-    if isinstance(layer, keras.layers.Dense):  # Dense.call minus bias, cast as Layer.__call__ would
-        dtype = layer.compute_dtype
-        return keras.ops.matmul(keras.ops.cast(t, dtype), keras.ops.cast(layer.kernel, dtype))
-    use_bias, layer.use_bias = layer.use_bias, False
-    try:
-        return _pre_activation(layer, t)
-    finally:
-        layer.use_bias = use_bias
-
-
-def _push_linear(linear, first, second):
-    """Apply a per-example linear map to the (B, M, ...) streams in one batched call."""
+def _streams_map(fn, first, second):
+    """Apply a per-example map to the (B, M, ...) streams in one call over their B·M (·2) rows."""
     streams = [first] if second is None else [first, second]
     merged = tf.concat(
         [tf.reshape(t, tf.concat([[-1], tf.shape(t)[2:]], 0)) for t in streams], 0
@@ -169,17 +108,61 @@ def _push_linear(linear, first, second):
     slots = first.shape[1]
     out = [
         tf.reshape(t, tf.concat([[-1, slots], tf.shape(t)[1:]], 0))
-        for t in tf.split(linear(merged), len(streams), axis=0)
+        for t in tf.split(fn(merged), len(streams), axis=0)
     ]
     return out[0], (None if second is None else out[1])
 
 
-def _elementwise_jet(activation, pre, first, second, order):
+def _scale_streams(factor, first, second):
+    """first, second (B, M, ...) times a per-example factor (B, ...) or a broadcastable one."""
+    factor = tf.cast(factor, first.dtype)
+    if factor.shape.rank == first.shape.rank - 1:
+        factor = factor[:, None]
+    return factor * first, (None if second is None else factor * second)
+
+
+def affine(layer: keras.layers.Layer, x: tf.Tensor, bias: bool = True) -> tf.Tensor:
+    """A x (+ b) of a Dense / Conv / ConvTranspose layer: its call without the activation.
+
+    The same ops, in the same order and dtype, as the layer's own `call` under
+    `Layer.__call__` (tests/test_taylor.py pins this).
+    """
+    dtype = layer.compute_dtype
+    x = keras.ops.cast(x, dtype)
+    kernel = keras.ops.cast(layer.kernel, dtype)
+    if isinstance(layer, keras.layers.Dense):
+        out = keras.ops.matmul(x, kernel)
+        return keras.ops.add(out, keras.ops.cast(layer.bias, dtype)) if bias and layer.bias is not None else out
+    if isinstance(layer, _TRANSPOSED_CONVS):
+        out = keras.ops.conv_transpose(
+            x, kernel, strides=list(layer.strides), padding=layer.padding,
+            output_padding=layer.output_padding, dilation_rate=layer.dilation_rate,
+            data_format=layer.data_format,
+        )
+    elif isinstance(layer, keras.layers.Conv1D) and layer.padding == "causal":
+        left = layer.dilation_rate[0] * (layer.kernel_size[0] - 1)
+        pad = [[0, 0], [left, 0], [0, 0]] if layer.data_format == "channels_last" else [[0, 0], [0, 0], [left, 0]]
+        out = keras.ops.conv(
+            keras.ops.pad(x, pad), kernel, strides=list(layer.strides), padding="valid",
+            dilation_rate=layer.dilation_rate, data_format=layer.data_format,
+        )
+    else:
+        out = layer.convolution_op(x, kernel)
+    if not (bias and layer.use_bias):
+        return out
+    rank = len(layer.kernel_size)
+    shape = (1,) * (rank + 1) + (layer.filters,) if layer.data_format == "channels_last" else (1, layer.filters) + (1,) * rank
+    return keras.ops.add(out, keras.ops.reshape(keras.ops.cast(layer.bias, dtype), shape))
+
+
+def _elementwise_jet(activation, pre, first, second, order) -> Jet:
     """Push the jet through σ = `activation` at pre-activations `pre` (B, ...).
 
     σ(a), σ'(a) first and (order 2) σ'(a) second + σ''(a) first², with first
     and second (B, M, ...) and σ', σ'' from reverse mode on the B primal rows.
     """
+    if activation is keras.activations.linear:
+        return pre, first, second
     zero = tf.UnconnectedGradients.ZERO
     with tf.GradientTape() as curvature_tape:
         curvature_tape.watch(pre)
@@ -197,30 +180,162 @@ def _elementwise_jet(activation, pre, first, second, order):
     return value, first_out, second_out
 
 
-def _layerwise(layers, primal, tangents, order):
-    """Path 1 of the module doc: push (value, first, second) layer by layer."""
-    value, first, second = primal, tangents, None
+def _affine_rule(layer, jet, order, training) -> Jet:
+    value, first, second = jet
+    first, second = _streams_map(lambda t: affine(layer, t, bias=False), first, second)
+    return _elementwise_jet(layer.activation, affine(layer, value), first, second, order)
+
+
+def _activation_rule(layer, jet, order, training) -> Jet:
+    value, first, second = jet
+    activation = layer.activation if isinstance(layer, keras.layers.Activation) else layer
+    return _elementwise_jet(activation, value, first, second, order)
+
+
+def _reshape_rule(layer, jet, order, training) -> Jet:
+    value, first, second = jet
+    return (layer(value), *_streams_map(layer, first, second))
+
+
+def _dropout_rule(layer, jet, order, training) -> Jet:
+    """x ↦ x ⊙ mask: one mask (drawn by the layer itself) for the value and its tangents."""
+    value, first, second = jet
+    if not training:
+        return jet
+    mask = layer(tf.ones_like(value), training=True)
+    return (value * mask, *_scale_streams(mask, first, second))
+
+
+def _noise_rule(layer, jet, order, training) -> Jet:
+    """x ↦ x + noise: the tangents are unchanged."""
+    value, first, second = jet
+    return layer(value, training=training), first, second
+
+
+def _batch_norm_rule(layer, jet, order, training) -> Jet:
+    """x ↦ γ (x − μ) / √(σ² + ε) + β with the statistics of this call held fixed."""
+    value, first, second = jet
+    axis = layer.axis % value.shape.rank
+    if training and layer.trainable:
+        x = keras.ops.cast(value, keras.backend.result_type(value.dtype, "float32"))
+        reduced = [i for i in range(value.shape.rank) if i != axis]
+        variance = keras.ops.moments(x, axes=reduced)[1]
+    else:
+        variance = layer.moving_variance
+    scale = tf.math.rsqrt(tf.cast(variance, first.dtype) + layer.epsilon)
+    if layer.scale:
+        scale *= tf.cast(layer.gamma, first.dtype)
+    shape = [1] * (first.shape.rank - 1)
+    shape[axis] = -1
+    return (layer(value, training=training), *_scale_streams(tf.reshape(scale, shape), first, second))
+
+
+def _affine_ok(layer) -> bool:
+    return layer.quantization_mode is None and layer.activation in _ELEMENTWISE
+
+
+def _activation_ok(layer) -> bool:
+    return not isinstance(layer, keras.layers.Activation) or layer.activation in _ELEMENTWISE
+
+
+def _batch_norm_ok(layer) -> bool:
+    return not (layer.synchronized or layer.renorm)
+
+
+# class -> (rule, when the rule applies); a layer takes the rule only when its
+# `call` is that class's own (a subclass overriding `call` is unknown).
+LAYER_RULES: Dict[type, Tuple[Callable, Callable]] = {
+    **{cls: (_affine_rule, _affine_ok) for cls in _AFFINE},
+    **{cls: (_activation_rule, _activation_ok) for cls in _ACTIVATION_LAYERS},
+    **{cls: (_reshape_rule, lambda layer: True) for cls in _RESHAPES},
+    **{cls: (_dropout_rule, lambda layer: True) for cls in _DROPOUTS},
+    keras.layers.GaussianNoise: (_noise_rule, lambda layer: True),
+    keras.layers.BatchNormalization: (_batch_norm_rule, _batch_norm_ok),
+}
+
+
+def _rule(layer) -> Optional[Callable]:
+    """The layer's rule from LAYER_RULES, or None when it has none or it does not apply."""
+    if layer.activity_regularizer is not None:
+        return None
+    for cls in type(layer).__mro__:
+        if cls in LAYER_RULES:
+            rule, applies = LAYER_RULES[cls]
+            return rule if type(layer).call is cls.call and applies(layer) else None
+    return None
+
+
+def _layer_chain(fn) -> Optional[List[keras.layers.Layer]]:
+    """fn's layers, nested chains flattened, when fn is a Sequential or a
+    single-chain Functional model of layers that all have a rule; else None."""
+    if not isinstance(fn, keras.Model) or fn.activity_regularizer is not None:
+        return None
+    if type(fn).call is keras.Sequential.call:
+        layers = fn.layers
+    else:
+        layers = compat.functional_chain(fn)
+    if layers is None:
+        return None
+    chain = []
     for layer in layers:
-        if isinstance(layer, _ACTIVATION_LAYERS):
-            activation, pre = layer, value
-        elif isinstance(layer, keras.layers.Activation):
-            activation, pre = layer.activation, value
+        inner = _layer_chain(layer)
+        if inner is not None:
+            chain += inner
+        elif _rule(layer) is not None:
+            chain.append(layer)
         else:
-            linear = (
-                layer
-                if isinstance(layer, _RESHAPES)
-                else functools.partial(_linear_part, layer)
-            )
-            first, second = _push_linear(linear, first, second)
-            activation = getattr(layer, "activation", keras.activations.linear)
-            if activation is keras.activations.linear:
-                value = layer(value)
-                continue
-            pre = _pre_activation(layer, value)
-        value, first, second = _elementwise_jet(activation, pre, first, second, order)
+            return None
+    return chain
+
+
+def _layerwise(layers, primal, tangents, order, training) -> TaylorTerms:
+    """Path 1 of the module doc: push (value, first, second) layer by layer."""
+    jet = (primal, tangents, None)
+    for layer in layers:
+        jet = _rule(layer)(layer, jet, order, training)
+    value, first, second = jet
     if order == 2 and second is None:
         second = tf.zeros_like(first)
     return value, first, second
+
+
+# -- paths 2 and 3: forward-mode autodiff of f as a black box --------------------------
+
+
+def check_per_example(layer: keras.layers.Layer, training) -> None:
+    """Raise ValueError when `layer` holds a layer whose training-mode call is random
+    or mixes examples, and `training` is set: forward-mode autodiff of the whole
+    model cannot expand it one example at a time (module doc, paths 2 and 3)."""
+    if not training:
+        return
+    for inner in compat.all_layers(layer):
+        if not isinstance(inner, _NOT_PER_EXAMPLE_IN_TRAINING):
+            continue
+        if isinstance(inner, keras.layers.BatchNormalization) and not inner.trainable:
+            continue  # a frozen BatchNormalization runs in inference mode
+        raise ValueError(
+            f"Cannot take per-example Taylor terms of {layer.name!r} in training mode: it "
+            f"holds {type(inner).__name__} layer {inner.name!r}, which draws noise or uses "
+            f"batch statistics, and is not a chain of layers with exact Taylor rules "
+            f"(a keras.Sequential or one-chain Functional model of "
+            f"{', '.join(sorted(cls.__name__ for cls in LAYER_RULES))}, without activity "
+            f"regularizers). Make it such a chain, drop or freeze that layer "
+            f"(a BatchNormalization with trainable=False uses its moving statistics), "
+            f"or use LayerNormalization."
+        )
+
+
+def _directional_terms(fn, primal, tangent, order):
+    """(f(p), J t, tᵀ H t or None) for one tangent per row, same shape as p."""
+    if order == 1:
+        with tf.autodiff.ForwardAccumulator(primal, tangent) as acc:
+            value = fn(primal)
+        return value, acc.jvp(value), None
+    with tf.autodiff.ForwardAccumulator(primal, tangent) as outer:
+        with tf.autodiff.ForwardAccumulator(primal, tangent) as inner:
+            value = fn(primal)
+        first = inner.jvp(value)
+    return value, first, outer.jvp(first)
 
 
 def _swap_leading_axes(t: tf.Tensor) -> tf.Tensor:
@@ -239,24 +354,17 @@ def _vectorized(fn, primal, tangents, order):
     )
     if order == 1:
         return fn(primal), _swap_leading_axes(out), None
-    return fn(primal), _swap_leading_axes(out[0]), _swap_leading_axes(out[1])
+    first, second = (_swap_leading_axes(t) for t in out)
+    return fn(primal), first, second
 
 
 def _repeated(fn, primal, tangents, order):
     batch = tf.shape(tangents)[0]
     slots = tangents.shape[1]
     flat = tf.reshape(tangents, tf.concat([[-1], tf.shape(tangents)[2:]], 0))
-    value, first, second = _directional_terms(
-        fn, tf.repeat(primal, slots, axis=0), flat, order
-    )
-    unflatten = lambda t: tf.reshape(
-        t, tf.concat([[batch, slots], tf.shape(t)[1:]], 0)
-    )
-    return (
-        unflatten(value)[:, 0],
-        unflatten(first),
-        None if second is None else unflatten(second),
-    )
+    _, first, second = _directional_terms(fn, tf.repeat(primal, slots, axis=0), flat, order)
+    unflatten = lambda t: tf.reshape(t, tf.concat([[batch, slots], tf.shape(t)[1:]], 0))
+    return fn(primal), unflatten(first), None if second is None else unflatten(second)
 
 
 def taylor_terms(
@@ -265,16 +373,19 @@ def taylor_terms(
     tangents: tf.Tensor,
     order: int = 1,
     vectorize: bool = True,
+    training: Optional[bool] = None,
 ) -> TaylorTerms:
     """Value, first and (order 2) second directional derivatives of `fn`.
 
     Args:
-      fn: batched map (B, *in) -> (B, *out), e.g. a Keras decoder.
+      fn: batched map (B, *in) -> (B, *out): a Keras layer or model (called
+        with `training`), or any function of one tensor.
       primal: (B, *in) expansion points.
       tangents: (B, M, *in) directions, M static.
       order: 1 returns (f(p), J t, None); 2 also returns tᵀ H t.
       vectorize: share the primal across the M tangents (paths 1 and 2 of the
         module doc); falls back to repeating it when neither applies.
+      training: the `training` flag a Keras `fn` is called with.
 
     Returns:
       (value (B, *out), first (B, M, *out), second (B, M, *out) or None).
@@ -285,11 +396,13 @@ def taylor_terms(
             f"tangents must have a static slot axis (B, M, ...), got shape "
             f"{tangents.shape}."
         )
+    layers = _layer_chain(fn) if vectorize else None
+    if layers is not None:
+        return _layerwise(layers, primal, tangents, order, training)
+    if isinstance(fn, keras.layers.Layer):
+        check_per_example(fn, training)
+    fn = bind_training(fn, training)
     if vectorize:
-        with _ACTIVATION_SWITCH:
-            layers = _layer_chain(fn)
-            if layers is not None:
-                return _layerwise(layers, primal, tangents, order)
         try:
             return _vectorized(fn, primal, tangents, order)
         except (ValueError, TypeError, NotImplementedError, tf.errors.OpError) as e:

@@ -31,11 +31,12 @@ from keras_nrae.architectures import mlp_autoencoder  # noqa: E402
 GLOBAL_BATCH = 8
 
 
-def _model(order):
+def _model(order, include_center):
     keras.utils.set_random_seed(0)
     encoder, decoder = mlp_autoencoder((4,), 2, hidden=(16,), activation="tanh")
     model = NeighborhoodReconstructionModel(
-        encoder, decoder, order=order, kernel=kernels.Binary(lam=0.5)
+        encoder, decoder, order=order, kernel=kernels.Binary(lam=0.5),
+        include_center=include_center,
     )
     model.compile(optimizer=keras.optimizers.SGD(0.1))
     return model
@@ -51,7 +52,7 @@ def _one_step(model, dataset):
 
 
 def _cases():
-    """(name, order, dataset factory, scope of the one-device reference) per case."""
+    """(name, order, include_center, dataset factory, scope of the one-device reference) per case."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(GLOBAL_BATCH, 4)).astype("float32")
     others = rng.normal(size=(GLOBAL_BATCH, 3, 4)).astype("float32")
@@ -61,7 +62,7 @@ def _cases():
             batch = {"x": x, "neighbors": neighbors}
             make = lambda b=batch: tf.data.Dataset.from_tensors(b)
             name = f"order{order}-center_first{center_first}"
-            yield name, order, make, contextlib.nullcontext
+            yield name, order, center_first, make, contextlib.nullcontext
     points = rng.normal(size=(2 * GLOBAL_BATCH, 4)).astype("float32")
     graph = NeighborGraph.build(points, k=4, method="exact", verbose=0)
     # A fresh pipeline per fit: each iteration of one pipeline is a new epoch.
@@ -72,19 +73,19 @@ def _cases():
     # iteration (its symbolic build), so it trains on the pipeline's second
     # epoch; a one-device strategy as reference sees the same epoch.
     one_device = tf.distribute.OneDeviceStrategy("/cpu:0").scope
-    yield "neighborhood_dataset-order1", 1, make, one_device
+    yield "neighborhood_dataset-order1", 1, True, make, one_device
 
 
 def main():
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     results = {}
-    for name, order, make_dataset, reference_scope in _cases():
+    for name, order, include_center, make_dataset, reference_scope in _cases():
         with reference_scope():
-            model = _model(order)
+            model = _model(order, include_center)
         initial_weights = _weights(model)
         loss, weights = _one_step(model, make_dataset())
         with strategy.scope():
-            model = _model(order)
+            model = _model(order, include_center)
         distributed_loss, distributed_weights = _one_step(model, make_dataset())
         results[name] = {
             "initial_weights": initial_weights,

@@ -46,7 +46,8 @@ def _codes(encoder, x, neighbors):
 def test_equals_model_neighborhood_loss(order, center_first):
     encoder, decoder = _autoencoder()
     model = NeighborhoodReconstructionModel(
-        encoder, decoder, order=order, kernel=kernels.Gaussian(bandwidth=1.5)
+        encoder, decoder, order=order, kernel=kernels.Gaussian(bandwidth=1.5),
+        include_center=center_first,
     )
     x, neighbors = _batch(center_first=center_first)
     z, z_neighbors = _codes(encoder, x, neighbors)

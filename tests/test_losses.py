@@ -61,7 +61,9 @@ def brute_force_loss(model, x, neighbors):
 @pytest.mark.parametrize("expand", ["decoder", "autoencoder"])
 @pytest.mark.parametrize("center_first", [True, False])
 def test_loss_matches_brute_force(order, kernel, expand, center_first):
-    model = NeighborhoodReconstructionModel(*tiny_autoencoder(), order=order, kernel=kernel, expand=expand)
+    model = NeighborhoodReconstructionModel(
+        *tiny_autoencoder(), order=order, kernel=kernel, expand=expand, include_center=center_first
+    )
     x, neighbors = batch(center_first)
     loss = tf.function(model.neighborhood_loss)(x, neighbors)
     np.testing.assert_allclose(float(loss), brute_force_loss(model, x, neighbors), rtol=1e-10)

@@ -128,7 +128,9 @@ def test_model_loss_equals_naive(architecture, order, expand, center_first):
     keras.utils.set_random_seed(0)
     encoder, decoder = build()
     kernel = kernels.Binary(lam=0.5)
-    model = NeighborhoodReconstructionModel(encoder, decoder, order, kernel, expand)
+    model = NeighborhoodReconstructionModel(
+        encoder, decoder, order, kernel, expand, include_center=center_first
+    )
     x, neighbors = batch(shape, center_first)
     weights = kernel(squared_distances(x, neighbors))
     if expand == "decoder":
