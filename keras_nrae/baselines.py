@@ -14,6 +14,7 @@ from typing import Any, Optional, Tuple
 import keras
 import tensorflow as tf
 
+from keras_nrae._checks import non_negative, positive
 from keras_nrae.model import Autoencoder, reconstruction_loss
 
 __all__ = [
@@ -93,12 +94,6 @@ class _StochasticAutoencoder(Autoencoder):
         return {**super().get_config(), "seed": self.seed}
 
 
-def _check_non_negative(name: str, value: float) -> float:
-    if not value >= 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}.")
-    return float(value)
-
-
 @keras.saving.register_keras_serializable(package="keras_nrae")
 class DenoisingAutoencoder(_StochasticAutoencoder):
     """DAE: loss 1/B Σ_b ‖x_b − f(g(x_b + σ ε_b))‖², ε_b ~ N(0, I) drawn every step.
@@ -110,7 +105,7 @@ class DenoisingAutoencoder(_StochasticAutoencoder):
     """
 
     def __init__(self, encoder, decoder, sigma: float = 0.1, seed: Optional[int] = None, **kwargs):
-        self.sigma = _check_non_negative("sigma", sigma)
+        self.sigma = non_negative(sigma, "sigma")
         super().__init__(encoder, decoder, seed=seed, **kwargs)
 
     def _plain_loss(self, x):
@@ -134,7 +129,7 @@ class ContractiveAutoencoder(Autoencoder):
     """
 
     def __init__(self, encoder, decoder, weight: float = 0.1, **kwargs):
-        self.weight = _check_non_negative("weight", weight)
+        self.weight = non_negative(weight, "weight")
         super().__init__(encoder, decoder, **kwargs)
 
     def _plain_loss(self, x):
@@ -164,7 +159,7 @@ class VariationalAutoencoder(_StochasticAutoencoder):
     """
 
     def __init__(self, encoder, decoder, beta: float = 1.0, seed: Optional[int] = None, **kwargs):
-        self.beta = _check_non_negative("beta", beta)
+        self.beta = non_negative(beta, "beta")
         super().__init__(encoder, decoder, seed=seed, **kwargs)
 
     def _latent_shape(self, encoder_output_shape):
@@ -219,10 +214,8 @@ class WassersteinAutoencoder(_StochasticAutoencoder):
         seed: Optional[int] = None,
         **kwargs,
     ):
-        self.weight = _check_non_negative("weight", weight)
-        if not scale > 0:
-            raise ValueError(f"scale must be > 0, got {scale!r}.")
-        self.scale = float(scale)
+        self.weight = non_negative(weight, "weight")
+        self.scale = positive(scale, "scale")
         super().__init__(encoder, decoder, seed=seed, **kwargs)
 
     def _plain_loss(self, x):

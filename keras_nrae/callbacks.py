@@ -17,6 +17,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_nrae._checks import integer_at_least
+
 _INSTALL_HINT = (
     "needs matplotlib, which is not installed. Install it with "
     "`pip install keras-nrae[examples]` (or `pip install matplotlib`)."
@@ -47,8 +49,7 @@ class _PeriodicImage(keras.callbacks.Callback):
     def __init__(self, every: int, out_dir: Optional[str], tensorboard_dir: Optional[str]):
         super().__init__()
         _require_matplotlib(type(self).__name__)
-        if not (isinstance(every, int) and every >= 1):
-            raise ValueError(f"every must be a positive int (epochs), got {every!r}.")
+        every = integer_at_least(every, "every")
         if out_dir is None and tensorboard_dir is None:
             raise ValueError("Give out_dir, tensorboard_dir or both: nowhere to draw to.")
         self.every = every

@@ -9,6 +9,8 @@ from typing import Any, Union
 import keras
 import tensorflow as tf
 
+from keras_nrae._checks import non_negative, positive
+
 _PACKAGE = "keras_nrae"
 
 
@@ -42,9 +44,7 @@ class Binary(Kernel):
     """
 
     def __init__(self, lam: float = 1.0):
-        if not lam >= 0:
-            raise ValueError(f"Binary kernel needs lam >= 0, got {lam!r}.")
-        self.lam = float(lam)
+        self.lam = non_negative(lam, "lam")
 
     def __call__(self, sq_distances):
         ones = tf.ones_like(sq_distances)
@@ -59,9 +59,7 @@ class Gaussian(Kernel):
     """Heat kernel w = exp(−‖x − x'‖² / bandwidth²)."""
 
     def __init__(self, bandwidth: float = 1.0):
-        if not bandwidth > 0:
-            raise ValueError(f"Gaussian kernel needs bandwidth > 0, got {bandwidth!r}.")
-        self.bandwidth = float(bandwidth)
+        self.bandwidth = positive(bandwidth, "bandwidth")
 
     def __call__(self, sq_distances):
         return tf.exp(-sq_distances / (self.bandwidth**2))

@@ -24,7 +24,8 @@ import keras
 import tensorflow as tf
 
 from keras_nrae import kernels as kernels_lib
-from keras_nrae.taylor import bind_training, check_order, taylor_terms
+from keras_nrae._checks import check_order
+from keras_nrae.taylor import bind_training, taylor_terms
 
 
 def _sum_over_features(t: tf.Tensor) -> tf.Tensor:

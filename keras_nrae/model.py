@@ -17,7 +17,8 @@ import tensorflow as tf
 from keras_nrae import _keras_compat as compat
 from keras_nrae import kernels as kernels_lib
 from keras_nrae.losses import squared_distances, taylor_reconstruction_errors, weighted_mean
-from keras_nrae.taylor import check_order, check_per_example
+from keras_nrae._checks import check_order
+from keras_nrae.taylor import check_per_example
 
 _EXPANDS = ("decoder", "autoencoder")
 
@@ -374,7 +375,9 @@ class NeighborhoodReconstructionModel(Autoencoder):
 
 def _refuse_unless_center_first(x, neighbors, loss):
     """loss, after asserting that slot 0 of neighbors is x; NaN where the assertion is dropped (XLA)."""
-    center_first = tf.reduce_all(tf.equal(neighbors[:, 0], x))
+    slot = neighbors[:, 0]
+    same = tf.equal(slot, x) | (tf.math.is_nan(slot) & tf.math.is_nan(x))  # NaN data: a NaN loss, not this error
+    center_first = tf.reduce_all(same)
     tf.debugging.Assert(center_first, [
         'Slot 0 of "neighbors" is not the centre "x", but the model was built with '
         "include_center=True. Build the data with neighborhood_dataset(..., "

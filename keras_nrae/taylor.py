@@ -51,6 +51,7 @@ import keras
 import tensorflow as tf
 
 from keras_nrae import _keras_compat as compat
+from keras_nrae._checks import check_order
 
 TaylorTerms = Tuple[tf.Tensor, tf.Tensor, Optional[tf.Tensor]]
 Jet = Tuple[tf.Tensor, tf.Tensor, Optional[tf.Tensor]]
@@ -88,12 +89,6 @@ def bind_training(fn: Callable, training: Optional[bool]) -> Callable[[tf.Tensor
     if isinstance(fn, keras.layers.Layer):
         return lambda x: fn(x, training=training)
     return fn
-
-
-def check_order(order: int) -> None:
-    """Raise ValueError unless order is 1 (NRAE-L) or 2 (NRAE-Q)."""
-    if order not in (1, 2):
-        raise ValueError(f"order must be 1 (NRAE-L) or 2 (NRAE-Q), got {order!r}.")
 
 
 # -- path 1: layer rules ---------------------------------------------------------------

@@ -124,7 +124,7 @@ def test_kernels_closed_form_and_serialization():
     assert kernels.get(None) == kernels.Binary()
     with pytest.raises(ValueError, match="Unknown kernel 'cosine'"):
         kernels.get("cosine")
-    with pytest.raises(ValueError, match="lam >= 0"):
+    with pytest.raises(ValueError, match="lam must be >= 0"):
         kernels.Binary(-1.0)
-    with pytest.raises(ValueError, match="bandwidth > 0"):
+    with pytest.raises(ValueError, match="bandwidth must be > 0"):
         kernels.Gaussian(0.0)

@@ -16,12 +16,9 @@ from typing import Tuple
 import keras
 import numpy as np
 
+from keras_nrae._checks import integer_at_least, non_negative
+
 Curve = Tuple[np.ndarray, np.ndarray]
-
-
-def _check_count(name: str, value: int, minimum: int) -> None:
-    if int(value) != value or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
 
 
 def sine_curve(t: np.ndarray) -> np.ndarray:
@@ -37,10 +34,9 @@ def noisy_sine(
     Returns:
       (points (n, 2) float32, curve (dense, 2) float64: the noiseless curve).
     """
-    _check_count("n", n, 2)
-    _check_count("dense", dense, 2)
-    if not noise >= 0:
-        raise ValueError(f"noise must be >= 0, got {noise!r}.")
+    integer_at_least(n, "n", 2)
+    integer_at_least(dense, "dense", 2)
+    non_negative(noise, "noise")
     rng = np.random.default_rng(seed)
     points = sine_curve(np.linspace(-np.pi, np.pi, n))
     points = points + noise * rng.standard_normal(points.shape)
@@ -66,10 +62,9 @@ def sparse_spiral(
       (points (n, 2) float32, t (n,) the true positions in [0, 1),
        curve (dense, 2) float64: the spiral over the same range of t).
     """
-    _check_count("n", n, 2)
-    _check_count("dense", dense, 2)
-    if not noise >= 0:
-        raise ValueError(f"noise must be >= 0, got {noise!r}.")
+    integer_at_least(n, "n", 2)
+    integer_at_least(dense, "dense", 2)
+    non_negative(noise, "noise")
     rng = np.random.default_rng(seed)
     t = np.arange(n) / n
     points = spiral_curve(t) + noise * rng.standard_normal((n, 2))
@@ -132,7 +127,7 @@ def rotated_digit(
     Returns:
       (images (n, H, W, C) float32, angles (n,) in degrees).
     """
-    _check_count("n", n, 2)
+    integer_at_least(n, "n", 2)
     image = _as_image(image)
     angles = np.arange(n) * degrees / n
     return _transform(image, angles, np.zeros(n), scale), angles
@@ -150,7 +145,7 @@ def shifted_digit(
     Returns:
       (images (n, H, W, C) float32, shifts (n,) in pixels, positive = right).
     """
-    _check_count("n", n, 2)
+    integer_at_least(n, "n", 2)
     image = _as_image(image)
     shifts = np.linspace(-max_shift, max_shift, n)
     return _transform(image, np.zeros(n), shifts, scale), shifts
