@@ -74,14 +74,14 @@ def naive_slot_errors(decoder, z, z_slots, targets, order):
 class NaiveModel(NeighborhoodReconstructionModel):
     """The official code's step: encode centres and all slots, expand naively."""
 
-    def _loss(self, x, neighbors, center_first):
+    def _neighborhood_loss(self, x, neighbors, training):
         batch, slots = tf.shape(x)[0], neighbors.shape[1]
         flat = tf.reshape(neighbors, tf.concat([[-1], tf.shape(x)[1:]], 0))
-        z_all = self.encoder(tf.concat([x, flat], 0), training=True)
+        z_all = self.encoder(tf.concat([x, flat], 0), training=training)
         z_slots = tf.reshape(z_all[batch:], [batch, slots, z_all.shape[-1]])
-        decoder = lambda z: self.decoder(z, training=True)
+        decoder = lambda z: self.decoder(z, training=training)
         errors = naive_slot_errors(decoder, z_all[:batch], z_slots, neighbors, self.order)
-        return weighted_mean(errors, self.kernel(squared_distances(x, neighbors)))
+        return weighted_mean(errors, self.kernel(squared_distances(x, neighbors))), neighbors[:, 0]
 
 
 def _models(latent_dim, jit_compile):
