@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_nrae import taylor
 from keras_nrae.taylor import _layer_chain, taylor_terms
 from tests._reference import with_random_biases
 
@@ -187,3 +188,20 @@ def test_bad_order(order):
     decoder = mlp_decoder()
     with pytest.raises(ValueError, match="order must be 1"):
         taylor_terms(decoder, tf.zeros((1, D)), tf.zeros((1, 1, D)), order=order)
+
+
+@pytest.mark.parametrize("activation", list(taylor._DERIVATIVES), ids=lambda f: f.__name__)
+def test_closed_form_activation_derivatives_match_central_differences(activation):
+    """(Reverse mode is no reference here: TF has no second derivative of softsign, and
+    differentiates erfc with float32 constants.)"""
+    rng = np.random.default_rng(0)
+    a = rng.normal(scale=3.0, size=400)
+    a = tf.constant(a[np.abs(a - np.round(a)) > 1e-2][:200])  # away from the kinks at 0 and 6
+    value, slope, curvature = taylor._derivatives(activation, a, order=2)
+    h = 1e-4
+    plus, minus = activation(a + h).numpy(), activation(a - h).numpy()
+    np.testing.assert_allclose(value, activation(a), rtol=1e-15)
+    # atol: TF computes float64 GELU to about 1e-8 (its closed form here is exact).
+    np.testing.assert_allclose(slope, (plus - minus) / (2 * h), rtol=1e-7, atol=1e-8)
+    np.testing.assert_allclose(curvature, (plus - 2 * value + minus) / h**2, rtol=1e-5, atol=1e-7)
+    assert taylor._derivatives(activation, a, order=1)[2] is not None  # closed forms give both
