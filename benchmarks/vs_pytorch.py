@@ -13,22 +13,19 @@ kernel; one Adam step. The Keras row is `NeighborhoodReconstructionModel` with
 the same MLP (784→512→512→512→d, ELU, sigmoid output), B = 128, the same M
 slots (the centre in slot 0) and Adam, run through `model.train_function`.
 Steps alternate between the two frameworks; the table gives medians (ms) and
-their ratio. Both use the same number of CPU threads.
+their ratio. Both use the same number of CPU threads. PyTorch runs in a
+worker process of its own (TensorFlow and PyTorch in one process crash on
+this machine), stepping when this process asks it to.
 """
 
 import argparse
 import os
 import statistics
+import subprocess
+import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from keras_nrae import NeighborhoodReconstructionModel, kernels  # noqa: E402
-from keras_nrae.architectures import mlp_autoencoder  # noqa: E402
+import numpy as np
 
 BATCH, FEATURES, HIDDEN, LAM = 128, 784, (512, 512, 512), 1.0
 
@@ -85,6 +82,12 @@ def batch(slots, seed=0):
 
 
 def keras_stepper(latent, order, x, neighbors):
+    import keras
+    import tensorflow as tf
+
+    from keras_nrae import NeighborhoodReconstructionModel, kernels
+    from keras_nrae.architectures import mlp_autoencoder
+
     keras.utils.set_random_seed(0)
     encoder, decoder = mlp_autoencoder((FEATURES,), latent, HIDDEN, output_activation="sigmoid")
     model = NeighborhoodReconstructionModel(encoder, decoder, order=order, kernel=kernels.Binary(LAM))
@@ -94,14 +97,38 @@ def keras_stepper(latent, order, x, neighbors):
     return lambda: float(model.train_function(iterator)["loss"])
 
 
-def torch_stepper(torch, latent, order, x, neighbors):
+def torch_worker(latent, order, slots, threads):
+    """Serve official steps: one line "step" in, its seconds out, until stdin closes."""
+    import torch
+
+    torch.set_num_threads(threads)
     make_model, step = official_step(torch)
     torch.manual_seed(0)
     model = make_model(latent, order)
     params = list(model[0].parameters()) + list(model[1].parameters())
     optimizer = torch.optim.Adam(params, lr=1e-3)
+    x, neighbors = batch(slots)
     x_c, x_nn = torch.from_numpy(x), torch.from_numpy(neighbors)
-    return lambda: step(model, optimizer, x_c, x_nn)
+    for _ in sys.stdin:
+        print(timed(lambda: step(model, optimizer, x_c, x_nn)), flush=True)
+
+
+def torch_stepper(latent, order, slots, threads):
+    """A callable that asks a PyTorch worker process for one step and returns its seconds."""
+    worker = subprocess.Popen(
+        [sys.executable, __file__, "--torch-worker", str(latent), str(order), str(slots), str(threads)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+
+    def step():
+        worker.stdin.write("step\n")
+        worker.stdin.flush()
+        answer = worker.stdout.readline()
+        if not answer:
+            raise SystemExit(f"the PyTorch worker died (exit code {worker.wait()})")
+        return float(answer)
+
+    return step
 
 
 def timed(step):
@@ -116,30 +143,34 @@ def main():
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--slots", type=int, nargs="+", default=[1, 4], help="M besides the centre")
     parser.add_argument("--latent", type=int, default=16)
+    parser.add_argument("--torch-worker", type=int, nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.torch_worker:
+        return torch_worker(*args.torch_worker)
     try:
-        import torch
+        import torch  # noqa: F401  (only to fail early)
     except ImportError:
         raise SystemExit('PyTorch is missing: pip install -e ".[bench]"')
-    threads = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
-    torch.set_num_threads(threads)
-    print(f"d = {args.latent}, B = {BATCH}, {threads} CPU threads, medians of {args.steps} interleaved steps")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    threads = os.cpu_count()
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    print(f"d = {args.latent}, B = {BATCH}, {threads} CPU threads each, medians of {args.steps} interleaved steps")
     print(f"{'M':>3} {'order':>6} {'official (ms)':>14} {'keras-nrae (ms)':>16} {'official / ours':>16}")
     for m in args.slots:
         x, neighbors = batch(m + 1)
         for order, name in ((1, "NRAE-L"), (2, "NRAE-Q")):
-            steppers = {
-                "official": torch_stepper(torch, args.latent, order, x, neighbors),
-                "ours": keras_stepper(args.latent, order, x, neighbors),
-            }
-            times = {key: [] for key in steppers}
+            official = torch_stepper(args.latent, order, m + 1, threads)
+            ours = keras_stepper(args.latent, order, x, neighbors)
+            times = {"official": [], "ours": []}
             for i in range(args.warmup + args.steps):
-                for key, step in steppers.items():
-                    seconds = timed(step)
-                    if i >= args.warmup:
-                        times[key].append(seconds)
-            official, ours = (1e3 * statistics.median(times[key]) for key in ("official", "ours"))
-            print(f"{m:>3} {name:>6} {official:>14.1f} {ours:>16.1f} {official / ours:>15.2f}x")
+                seconds = {"official": official(), "ours": timed(ours)}
+                if i >= args.warmup:
+                    for key, value in seconds.items():
+                        times[key].append(value)
+            official_ms, ours_ms = (1e3 * statistics.median(times[key]) for key in ("official", "ours"))
+            print(f"{m:>3} {name:>6} {official_ms:>14.1f} {ours_ms:>16.1f} {official_ms / ours_ms:>15.2f}x")
 
 
 if __name__ == "__main__":
