@@ -241,15 +241,14 @@ class NRAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return batch_size, shown, -(-passes * steps_per_pass // shown)
 
     def _train(
-        self, x: np.ndarray, graph: NeighborGraph, seed: int
+        self, encoder: keras.Model, decoder: keras.Model, x: np.ndarray, graph: NeighborGraph, seed: int
     ) -> Tuple[NeighborhoodReconstructionModel, dict]:
-        """A new model trained on x (N, *input_shape_) with its graph; and its History.history."""
+        """The model f∘g trained on x (N, *input_shape_) with its graph; and its History.history."""
         batch_size, epochs, steps_per_epoch = self._schedule(len(x))
         data = neighborhood_dataset(
             x, graph, batch_size=batch_size, neighbors_per_point=self.neighbors_per_point,
             include_center=True, seed=seed,
         )
-        encoder, decoder = self._autoencoder()
         model = NeighborhoodReconstructionModel(
             encoder, decoder, order=self.order, kernel=kernels.Binary(lam=self.lam)
         )
@@ -273,10 +272,11 @@ class NRAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             )
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         keras.utils.set_random_seed(seed)
+        encoder, decoder = self._autoencoder()
         mean, scale = self._standardization(x)
         x_train = ((x.reshape(len(x), -1) - mean) / scale).astype(np.float32).reshape(x.shape)
         graph = NeighborGraph.build(x_train, k=self.n_neighbors, verbose=self.verbose)
-        model, history = self._train(x_train, graph, seed)
+        model, history = self._train(encoder, decoder, x_train, graph, seed)
         if self.architecture == "mlp":
             _fold_standardization(model.encoder, model.decoder, mean, scale)
         self.mean_, self.scale_, self.graph_, self.model_, self.history_ = (
