@@ -69,11 +69,13 @@ def test_manifold_learning(tmp_path):
     assert list(metrics["s_curve"]) == ["NRAE-L", "NRAE-Q", "AE", "PCA", "Isomap"]
     for values in metrics["s_curve"].values():
         assert 0 <= values["trustworthiness"] <= 1 and 0 <= values["continuity"] <= 1
+        assert 0 <= values["trustworthiness_to_data"] <= 1
         assert -1 <= values["distance_rank_correlation"] <= 1 and values["fit_seconds"] >= 0
     module = _load("manifold_learning")
     x, coordinates, _ = module.manifold("s_curve", 0, module.SMOKE_POINTS)
-    expected = trustworthiness(coordinates, PCA(2).fit_transform(x), n_neighbors=module.K)
-    assert metrics["s_curve"]["PCA"]["trustworthiness"] == pytest.approx(expected)
+    z = PCA(2).fit_transform(x)
+    assert metrics["s_curve"]["PCA"]["trustworthiness"] == pytest.approx(trustworthiness(coordinates, z, n_neighbors=module.K))
+    assert metrics["s_curve"]["PCA"]["trustworthiness_to_data"] == pytest.approx(trustworthiness(x, z, n_neighbors=module.K))
     table = (tmp_path / "manifold_learning.md").read_text().splitlines()
     assert len(table) == 2 + 5 and table[2].startswith("| s_curve (40 points) | NRAE-L | ")
 
