@@ -25,8 +25,8 @@ from keras_nrae.metrics import trustworthiness  # noqa: E402
 TINY = dict(n_neighbors=3, hidden=(8,), epochs=1, random_state=0)
 
 # scikit-learn's checks that NRAE may fail, and why (marked xfail, not strict: they
-# pass on some runs). All other checks pass; check_array_api_input skips itself
-# unless SCIPY_ARRAY_API is set, and the pandas checks need pandas.
+# pass on some runs). All the others pass; check_array_api_input skips itself unless
+# SCIPY_ARRAY_API is set.
 _FLOAT32_ROWS = (
     "transform runs float32 TensorFlow matmuls, whose rounding of a row depends on "
     "its position in the batch: results agree to ~1 ulp (rel. ~5e-7), the check "
