@@ -22,6 +22,7 @@ from keras_nrae.model import Autoencoder, NeighborhoodReconstructionModel  # noq
 
 __all__ = [
     "Autoencoder",
+    "NRAE",
     "NeighborGraph",
     "NeighborhoodReconstructionLoss",
     "NeighborhoodReconstructionModel",
@@ -37,3 +38,16 @@ __all__ = [
     "taylor",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """`keras_nrae.NRAE`, imported on first use: it needs scikit-learn, an optional extra."""
+    if name == "NRAE":
+        from keras_nrae.estimator import NRAE
+
+        return NRAE
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | {"NRAE"})

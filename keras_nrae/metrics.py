@@ -1,7 +1,10 @@
-"""Evaluation metrics: reconstruction error, distance to a known manifold, latent ordering."""
+"""Evaluation metrics: reconstruction error, distance to a known manifold, latent ordering,
+and the geometry scores of manifold learning (trustworthiness, continuity, distance ranks)."""
 
 import keras
 import numpy as np
+
+from keras_nrae._sklearn import require_sklearn
 
 
 def reconstruction_mse(model: keras.Model, x, batch_size: int = 1024) -> float:
@@ -62,6 +65,16 @@ def _ranks(values: np.ndarray) -> np.ndarray:
     return ranks
 
 
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman ρ of a, b (N,): the Pearson correlation of their ranks (ties averaged)."""
+    ra = _ranks(a) - (len(a) + 1) / 2.0
+    rb = _ranks(b) - (len(b) + 1) / 2.0
+    denominator = np.sqrt(np.sum(ra**2) * np.sum(rb**2))
+    if denominator == 0:
+        raise ValueError("One of the two is constant: the rank correlation is undefined.")
+    return float(np.sum(ra * rb) / denominator)
+
+
 def latent_order_correlation(z, t) -> float:
     """|Spearman ρ| between a 1-D code z (N,) or (N, 1) and the true parameter t (N,).
 
@@ -81,9 +94,64 @@ def latent_order_correlation(z, t) -> float:
         raise ValueError(f"z and t need the same length N >= 2, got {len(z)} and {len(t)}.")
     if not (np.all(np.isfinite(z)) and np.all(np.isfinite(t))):
         raise ValueError("z and t must be finite.")
-    rz = _ranks(z) - (len(z) + 1) / 2.0
-    rt = _ranks(t) - (len(t) + 1) / 2.0
-    denominator = np.sqrt(np.sum(rz**2) * np.sum(rt**2))
-    if denominator == 0:
-        raise ValueError("z or t is constant: the rank correlation is undefined.")
-    return float(abs(np.sum(rz * rt)) / denominator)
+    return abs(_spearman(z, t))
+
+
+# -- geometry of an embedding ------------------------------------------------------
+
+
+def _data_and_embedding(x, z):
+    """x (N, ...) flattened to (N, D) and z (N, d), float64, finite, same N >= 3."""
+    x = np.asarray(x, dtype=np.float64)
+    x = _as_2d("x", x.reshape(len(x), -1) if x.ndim > 2 else x)
+    z = _as_2d("z", z)
+    if len(x) != len(z) or len(x) < 3:
+        raise ValueError(f"x and z need the same number of points N >= 3, got {len(x)} and {len(z)}.")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(z))):
+        raise ValueError("x and z must be finite.")
+    return x, z
+
+
+def trustworthiness(x, z, n_neighbors: int = 5) -> float:
+    """Trustworthiness of an embedding z (N, d) of x (N, D) (Venna & Kaski 2001), in [0, 1].
+
+    T(k) = 1 − 2 / (N k (2N − 3k − 1)) Σ_i Σ_{j ∈ U_k(i)} (r(i, j) − k), where
+    U_k(i) are the k nearest neighbours of i in z that are not among its k
+    nearest in x, and r(i, j) is j's rank among i's neighbours in x. 1 means
+    no false neighbours: points close in z are close in x. Computed by
+    `sklearn.manifold.trustworthiness` (needs k < N / 2); images are flattened.
+    """
+    require_sklearn("keras_nrae.metrics.trustworthiness")
+    from sklearn.manifold import trustworthiness as sklearn_trustworthiness
+
+    x, z = _data_and_embedding(x, z)
+    return float(sklearn_trustworthiness(x, z, n_neighbors=n_neighbors))
+
+
+def continuity(x, z, n_neighbors: int = 5) -> float:
+    """Continuity of an embedding z (N, d) of x (N, D), in [0, 1]: trustworthiness with
+    the roles of the spaces swapped, `trustworthiness(z, x)`.
+
+    It penalises the k nearest neighbours of i in x that z moves out of its k
+    nearest, by their rank in z: 1 means the embedding tears no neighbourhood apart.
+    """
+    x, z = _data_and_embedding(x, z)
+    return trustworthiness(z, x, n_neighbors)
+
+
+def _pairwise_distances(points: np.ndarray) -> np.ndarray:
+    """The N(N − 1)/2 Euclidean distances ‖p_i − p_j‖, i < j, of points (N, D)."""
+    i, j = np.triu_indices(len(points), k=1)
+    squared = np.sum(points**2, axis=1)
+    gram = points @ points.T
+    return np.sqrt(np.maximum(squared[i] + squared[j] - 2 * gram[i, j], 0.0))
+
+
+def distance_rank_correlation(x, z) -> float:
+    """Spearman ρ between the N(N − 1)/2 pairwise Euclidean distances in x (N, D) and in z (N, d).
+
+    1 means z orders all pairs by distance exactly as x does (the global
+    geometry is kept up to a monotone map); memory O(N²), so sample large N.
+    """
+    x, z = _data_and_embedding(x, z)
+    return _spearman(_pairwise_distances(x), _pairwise_distances(z))

@@ -15,13 +15,22 @@ needs_mnist = pytest.mark.skipif(
 )
 
 
-def _run(name: str, out: Path, *extra: str) -> dict:
+def _load(name: str):
     spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    metrics = module.main(["--smoke", "--verbose", "0", "--out", str(out), *extra])
+    return module
+
+
+def _run_smoke(name: str, out: Path, *extra: str) -> dict:
+    metrics = _load(name).main(["--smoke", "--verbose", "0", "--out", str(out), *extra])
     assert json.loads((out / "metrics.json").read_text()) == metrics
     assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    return metrics
+
+
+def _run(name: str, out: Path, *extra: str) -> dict:
+    metrics = _run_smoke(name, out, *extra)
     assert sorted(metrics) == ["AE", "NRAE-L", "NRAE-Q"]
     return metrics
 
@@ -48,6 +57,39 @@ def test_digit_sequences(tmp_path, name):
     metrics = _run(name, tmp_path)
     for values in metrics.values():
         assert 0 <= values["latent_order_correlation"] <= 1
+
+
+def test_manifold_learning(tmp_path):
+    pytest.importorskip("sklearn")
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import trustworthiness
+
+    metrics = _run_smoke("manifold_learning", tmp_path, "--datasets", "s_curve")
+    assert list(metrics) == ["s_curve"]
+    assert list(metrics["s_curve"]) == ["NRAE-L", "NRAE-Q", "AE", "PCA", "Isomap"]
+    for values in metrics["s_curve"].values():
+        assert 0 <= values["trustworthiness"] <= 1 and 0 <= values["continuity"] <= 1
+        assert 0 <= values["trustworthiness_to_data"] <= 1
+        assert -1 <= values["distance_rank_correlation"] <= 1 and values["fit_seconds"] >= 0
+    module = _load("manifold_learning")
+    x, coordinates, _ = module.manifold("s_curve", 0, module.SMOKE_POINTS)
+    z = PCA(2).fit_transform(x)
+    assert metrics["s_curve"]["PCA"]["trustworthiness"] == pytest.approx(trustworthiness(coordinates, z, n_neighbors=module.K))
+    assert metrics["s_curve"]["PCA"]["trustworthiness_to_data"] == pytest.approx(trustworthiness(x, z, n_neighbors=module.K))
+    table = (tmp_path / "manifold_learning.md").read_text().splitlines()
+    assert len(table) == 2 + 5 and table[2].startswith("| s_curve (40 points) | NRAE-L | ")
+
+
+@pytest.mark.parametrize("name", ["s_curve", "swiss_roll"])
+def test_manifold_learning_true_coordinates_are_isometric(name):
+    # Nearby clean points: 3-D distance = distance in the true (arc length, height) coordinates.
+    pytest.importorskip("sklearn")
+    x, coordinates, _ = _load("manifold_learning").manifold(name, 0, 1000)
+    i, j = np.triu_indices(len(x), k=1)
+    in_3d = np.linalg.norm(x[i] - x[j], axis=1)
+    close = in_3d < 0.05 * np.ptp(x)
+    ratio = np.linalg.norm(coordinates[i] - coordinates[j], axis=1)[close] / in_3d[close]
+    assert close.sum() > 1000 and np.median(ratio) == pytest.approx(1.0, abs=0.01)
 
 
 def test_bad_digit_index_is_refused(tmp_path):

@@ -7,9 +7,12 @@ import numpy as np
 import pytest
 
 from keras_nrae.metrics import (
+    continuity,
+    distance_rank_correlation,
     latent_order_correlation,
     manifold_distance,
     reconstruction_mse,
+    trustworthiness,
 )
 
 
@@ -89,3 +92,78 @@ def test_latent_order_correlation_averages_ties():
 def test_latent_order_correlation_bad_input(z, t, match):
     with pytest.raises(ValueError, match=match):
         latent_order_correlation(z, t)
+
+
+# -- geometry scores, against the textbook definitions computed with loops ---------------
+
+
+def _neighbour_ranks(points, i):
+    """{j: rank of j among i's neighbours by distance, 1 = nearest}, by a loop."""
+    distances = {j: np.linalg.norm(points[i] - points[j]) for j in range(len(points)) if j != i}
+    return {j: r + 1 for r, j in enumerate(sorted(distances, key=distances.get))}
+
+
+def _rank_penalty_score(ranked, neighbours, k):
+    """1 − 2/(N k (2N − 3k − 1)) Σ_i Σ_{j in i's k-NN in `neighbours`, not in `ranked`}
+    (rank of j in `ranked` − k): trustworthiness for (x, z), continuity for (z, x)."""
+    n = len(ranked)
+    total = 0
+    for i in range(n):
+        rank, near = _neighbour_ranks(ranked, i), _neighbour_ranks(neighbours, i)
+        total += sum(rank[j] - k for j, r in near.items() if r <= k and rank[j] > k)
+    return 1 - 2 * total / (n * k * (2 * n - 3 * k - 1))
+
+
+def _geometry_case():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(14, 5))
+    return x, x[:, :2] + 0.7 * rng.normal(size=(14, 2))
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_trustworthiness_and_continuity_match_the_definitions(k):
+    x, z = _geometry_case()
+    assert trustworthiness(x, z, k) == pytest.approx(_rank_penalty_score(x, z, k), abs=1e-12)
+    assert continuity(x, z, k) == pytest.approx(_rank_penalty_score(z, x, k), abs=1e-12)
+    assert trustworthiness(x, z, k) != pytest.approx(continuity(x, z, k))
+
+
+def test_geometry_scores_are_one_for_a_similarity():
+    x, _ = _geometry_case()
+    rotation, _ = np.linalg.qr(np.random.default_rng(4).normal(size=(5, 5)))
+    z = 3.0 * x @ rotation + 1.0
+    assert trustworthiness(x, z, 3) == pytest.approx(1.0)
+    assert continuity(x, z, 3) == pytest.approx(1.0)
+    assert distance_rank_correlation(x, z) == pytest.approx(1.0)
+
+
+def test_distance_rank_correlation_matches_loops():
+    x, z = _geometry_case()
+    pairs = [(i, j) for i in range(len(x)) for j in range(i + 1, len(x))]
+    dx = np.array([np.linalg.norm(x[i] - x[j]) for i, j in pairs])
+    dz = np.array([np.linalg.norm(z[i] - z[j]) for i, j in pairs])
+    # Without ties, a value's rank is 1 + the number of smaller values.
+    ranks = lambda d: np.array([1 + np.sum(d < v) for v in d], dtype=float)
+    expected = np.corrcoef(ranks(dx), ranks(dz))[0, 1]
+    assert distance_rank_correlation(x, z) == pytest.approx(expected, abs=1e-12)
+
+
+def test_geometry_scores_flatten_images():
+    x, z = _geometry_case()
+    images = x[:, :4].reshape(14, 2, 2, 1)
+    assert distance_rank_correlation(images, z) == distance_rank_correlation(x[:, :4], z)
+    assert trustworthiness(images, z, 2) == trustworthiness(x[:, :4], z, 2)
+
+
+@pytest.mark.parametrize(
+    "x, z, match",
+    [
+        (np.zeros((5, 3)), np.zeros((4, 2)), "same number of points"),
+        (np.zeros(5), np.zeros((5, 2)), "x must be a non-empty"),
+        (np.full((5, 3), np.nan), np.zeros((5, 2)), "finite"),
+    ],
+)
+def test_geometry_scores_bad_input(x, z, match):
+    for score in (trustworthiness, continuity, distance_rank_correlation):
+        with pytest.raises(ValueError, match=match):
+            score(x, z)
