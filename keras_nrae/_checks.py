@@ -1,9 +1,11 @@
 """Argument checks shared by the library: each raises ValueError naming the argument."""
 
+import numbers
+
 
 def integer_at_least(value, name: str, minimum: int = 1) -> int:
-    """value as an int, if it is an integer (not a bool) >= minimum."""
-    if isinstance(value, bool) or not float(value).is_integer() or value < minimum:
+    """value as an int, if it is an integer (Python or NumPy, not a bool) >= minimum."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
     return int(value)
 

@@ -9,7 +9,6 @@ Needs scikit-learn (`pip install keras-nrae[sklearn]`); `import keras_nrae`
 does not import it, `keras_nrae.NRAE` does (a lazy attribute of the package).
 """
 
-import numbers
 from typing import Optional, Sequence, Tuple
 
 import keras
@@ -28,6 +27,7 @@ from sklearn.utils import check_random_state  # noqa: E402
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data  # noqa: E402
 
 from keras_nrae import architectures, kernels  # noqa: E402
+from keras_nrae._checks import check_order, integer_at_least, non_negative, positive  # noqa: E402
 from keras_nrae.data import neighborhood_dataset  # noqa: E402
 from keras_nrae.graph import NeighborGraph  # noqa: E402
 from keras_nrae.model import NeighborhoodReconstructionModel  # noqa: E402
@@ -42,10 +42,6 @@ MIN_EPOCHS, MIN_STEPS = 100, 1000
 # Keras shows (and history_ records) training as at most this many epochs:
 # a Keras epoch costs far more than a step, and a pass may be a single step.
 PROGRESS_EPOCHS = 10
-
-
-def _is_positive_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
 
 
 def _fold_standardization(
@@ -155,21 +151,16 @@ class NRAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     def _check_params(self) -> None:
         for name in _POSITIVE_INTS:
-            if not _is_positive_int(getattr(self, name)):
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}.")
-        if self.epochs is not None and not _is_positive_int(self.epochs):
-            raise ValueError(f"epochs must be None or a positive integer, got {self.epochs!r}.")
-        if self.order not in (1, 2):
-            raise ValueError(f"order must be 1 (NRAE-L) or 2 (NRAE-Q), got {self.order!r}.")
-        if not (isinstance(self.lam, numbers.Real) and self.lam >= 0):
-            raise ValueError(f"lam must be a number >= 0, got {self.lam!r}.")
-        if not (isinstance(self.learning_rate, numbers.Real) and self.learning_rate > 0):
-            raise ValueError(f"learning_rate must be a number > 0, got {self.learning_rate!r}.")
-        hidden = self.hidden
-        if isinstance(hidden, (str, bytes)) or not hasattr(hidden, "__iter__") or not all(
-            _is_positive_int(units) for units in hidden
-        ):
-            raise ValueError(f"hidden must be a sequence of positive integers, got {self.hidden!r}.")
+            integer_at_least(getattr(self, name), name)
+        if self.epochs is not None:
+            integer_at_least(self.epochs, "epochs")
+        check_order(self.order)
+        non_negative(self.lam, "lam")
+        positive(self.learning_rate, "learning_rate")
+        if isinstance(self.hidden, (str, bytes)) or not hasattr(self.hidden, "__iter__"):
+            raise ValueError(f"hidden must be a sequence of layer sizes, got {self.hidden!r}.")
+        for units in self.hidden:
+            integer_at_least(units, "each hidden layer size")
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}.")
         if self.neighbors_per_point - 1 > self.n_neighbors:

@@ -2,14 +2,15 @@
 
 import math
 
+import numpy as np
 import pytest
 
 from keras_nrae._checks import check_order, integer_at_least, non_negative, positive
 
 
 def test_integer_at_least():
-    assert integer_at_least(3, "n") == 3 and integer_at_least(2.0, "n", 2) == 2
-    for bad in (0, -1, 2.5, True, math.nan):
+    assert integer_at_least(3, "n") == 3 and integer_at_least(np.int64(2), "n", 2) == 2
+    for bad in (0, -1, 2.0, 2.5, True, math.nan, "3"):
         with pytest.raises(ValueError, match=r"n must be an integer >= 1"):
             integer_at_least(bad, "n")
 

@@ -150,12 +150,13 @@ def test_bad_input_is_refused(x, error, match):
 @pytest.mark.parametrize(
     "params, match",
     [
-        ({"n_components": 0}, "n_components must be a positive integer"),
+        ({"n_components": 0}, "n_components must be an integer >= 1"),
         ({"order": 3}, "order must be 1"),
-        ({"lam": -1.0}, "lam must be a number >= 0"),
-        ({"hidden": (8, 0)}, "hidden must be a sequence of positive integers"),
-        ({"epochs": 0}, "epochs must be None or a positive integer"),
-        ({"learning_rate": 0}, "learning_rate must be a number > 0"),
+        ({"lam": -1.0}, "lam must be >= 0"),
+        ({"hidden": (8, 0)}, "each hidden layer size must be an integer >= 1"),
+        ({"hidden": 8}, "hidden must be a sequence of layer sizes"),
+        ({"epochs": 0}, "epochs must be an integer >= 1"),
+        ({"learning_rate": 0}, "learning_rate must be > 0"),
         ({"architecture": "rnn"}, "architecture must be one of"),
         ({"neighbors_per_point": 5}, "raise n_neighbors or lower neighbors_per_point"),
     ],
