@@ -142,7 +142,7 @@ def test_fit_end_to_end():
 @pytest.mark.parametrize(
     "x, kwargs, error, match",
     [
-        (indexed_data().astype(np.uint8), {}, TypeError, "scale images"),
+        (indexed_data().astype(np.int16), {}, TypeError, "storage dtypes"),
         (indexed_data(n=N - 1), {}, ValueError, f"built on {N} points but x has {N - 1}"),
         (indexed_data() + 1, {}, ValueError, "different data"),
         (indexed_data(), {"neighbors_per_point": K + 2}, ValueError, "replace=True"),

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from keras_nrae import arrays
 from keras_nrae import graph as graph_lib
 from keras_nrae.graph import NeighborGraph
 
@@ -106,9 +107,10 @@ def test_auto_picks_exact_for_small_data():
 
 
 def test_progress_bar_is_silenced_by_verbose_0(monkeypatch, capsys):
-    monkeypatch.setattr(graph_lib, "_PROGRESS_MIN_POINTS", 10)
+    monkeypatch.setattr(arrays, "_PROGRESS_MIN_POINTS", 10)
     NeighborGraph.build(random_data(n=50), k=3, verbose=1)
-    assert "50/50" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "reading x" in out and "exact 3-NN search" in out and "50/50" in out
     NeighborGraph.build(random_data(n=50), k=3, verbose=0)
     assert capsys.readouterr().out == ""
 
@@ -137,8 +139,11 @@ def test_save_load_round_trip_and_fingerprint(tmp_path):
         ({"x": random_data(n=10), "k": 10}, ValueError, r"1 <= k < N = 10"),
         ({"x": random_data(n=10), "k": 0}, ValueError, r"1 <= k < N"),
         ({"x": random_data(n=1), "k": 1}, ValueError, "at least 2 points, got 1"),
-        ({"x": np.zeros((5, 3), np.uint8), "k": 2}, TypeError, "scale images"),
-        ({"x": np.array([["a"], ["b"], ["c"]]), "k": 1}, TypeError, "floating-point"),
+        ({"x": np.zeros((5, 3), np.int8), "k": 2}, TypeError, "storage dtypes"),
+        ({"x": np.array([["a"], ["b"], ["c"]]), "k": 1}, TypeError, "storage dtypes"),
+        ({"x": np.zeros(5), "k": 2}, ValueError, r"one point per row.*got shape \(5,\)"),
+        ({"x": np.zeros((6, 5)).T, "k": 2}, ValueError, "rows are not contiguous"),
+        ({"x": 3.0, "k": 2}, TypeError, "random-access source"),
         ({"x": random_data(n=10), "k": 2, "method": "kd"}, ValueError, "method must be"),
         ({"x": random_data(n=10), "k": 2, "metric": "l1"}, ValueError, "metric must be"),
         ({"x": random_data(n=10), "k": 2, "features": np.ones((9, 2))}, ValueError, "features must be"),
