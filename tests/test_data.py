@@ -9,7 +9,9 @@ import tensorflow as tf
 
 from keras_nrae import NeighborhoodReconstructionModel, NeighborGraph, neighborhood_dataset
 from keras_nrae.architectures import mlp_autoencoder
+from keras_nrae.arrays import Feature
 from keras_nrae.graph import fingerprint
+from test_arrays import DictSource, RandomAccess
 
 N, K = 40, 5
 
@@ -114,6 +116,68 @@ def test_same_seed_same_batches_new_epochs_new_draws():
     flat = lambda e: np.concatenate([n for _, n in e])
     assert not np.array_equal(flat(epochs[0]), flat(epochs[1]))
     assert not np.array_equal(flat(epochs[0]), flat(epoch(other)))
+
+
+def images(n=N, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, 4, 3), dtype=np.uint8)
+
+
+def batches(ds):
+    return [(b["x"].numpy(), b["neighbors"].numpy()) for b in ds]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float16])
+def test_storage_dtypes_become_float32_per_batch(dtype):
+    stored = images().astype(dtype)
+    graph = NeighborGraph.build(stored, k=K, verbose=0)
+    ds = neighborhood_dataset(stored, graph, 8, neighbors_per_point=3)
+    assert ds.element_spec["x"] == tf.TensorSpec((8, 4, 3), tf.float32)
+    assert ds.element_spec["neighbors"] == tf.TensorSpec((8, 3, 4, 3), tf.float32)
+    converted = tf.image.convert_image_dtype(stored, tf.float32).numpy()
+    for centres, neighbors in batches(ds):
+        rows = [np.flatnonzero((converted == c).all(axis=(1, 2)))[0] for c in centres]
+        np.testing.assert_array_equal(centres, converted[rows])
+        np.testing.assert_array_equal(neighbors[:, 0], centres)
+        for row, drawn in zip(rows, neighbors[:, 1:]):
+            listed = converted[graph.indices[row]]
+            assert all((listed == d).all(axis=(1, 2)).any() for d in drawn)
+
+
+def test_memmap_and_random_access_sources_give_the_same_batches(tmp_path):
+    stored = images()
+    np.save(tmp_path / "x.npy", stored)
+    graph = NeighborGraph.build(stored, k=K, verbose=0)
+    sources = [np.load(tmp_path / "x.npy", mmap_mode="r"), RandomAccess(stored),
+               Feature(DictSource(stored), "image")]
+    expected = batches(neighborhood_dataset(stored, graph, 8, neighbors_per_point=3, seed=3))
+    for source in sources:
+        got = batches(neighborhood_dataset(source, graph, 8, neighbors_per_point=3, seed=3))
+        for (c1, n1), (c2, n2) in zip(expected, got):
+            np.testing.assert_array_equal(c1, c2)
+            np.testing.assert_array_equal(n1, n2)
+
+
+def test_uint8_and_its_float_version_share_a_graph():
+    stored = images()
+    as_floats = stored / np.float32(255)  # keras_nrae.datasets.load_images' scaling
+    graph = NeighborGraph.build(stored, k=K, verbose=0)
+    graph.check_data(as_floats)
+    from_uint8 = batches(neighborhood_dataset(stored, graph, 8, seed=1))
+    from_floats = batches(neighborhood_dataset(as_floats, graph, 8, seed=1))
+    for (c1, n1), (c2, n2) in zip(from_uint8, from_floats):
+        np.testing.assert_allclose(c1, c2, rtol=1e-7)  # x * (1/255) vs x / 255: 1 ulp
+        np.testing.assert_allclose(n1, n2, rtol=1e-7)
+
+
+def test_a_row_changed_after_the_graph_was_built_is_an_error(tmp_path):
+    np.save(tmp_path / "x.npy", images())
+    x = np.load(tmp_path / "x.npy", mmap_mode="r+")
+    graph = NeighborGraph.build(x, k=K, verbose=0)
+    ds = neighborhood_dataset(x, graph, 8, neighbors_per_point=2, shuffle=False)
+    x[5, 1, 2] ^= 1  # after the dataset checked the fingerprint
+    x.flush()
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Row 5 of x .*changed after the graph"):
+        batches(ds)
 
 
 def test_distribute_dataset():

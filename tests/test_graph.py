@@ -133,6 +133,52 @@ def test_save_load_round_trip_and_fingerprint(tmp_path):
         NeighborGraph.load(path, x=data[:59])
 
 
+def test_uint8_memmap_and_chunked_reads_give_the_graph_of_the_floats(tmp_path, monkeypatch):
+    pixels = np.random.default_rng(0).integers(0, 256, (300, 6, 5), dtype=np.uint8)
+    np.save(tmp_path / "x.npy", pixels)
+    floats = arrays.to_float(pixels)
+    expected = NeighborGraph.build(floats, k=6, verbose=0)
+    np.testing.assert_array_equal(expected.indices, brute_force(floats, 6)[0])
+    monkeypatch.setattr(arrays, "_CHUNK_BYTES", 8 * 30 * 37)  # 37 rows a chunk
+    for x in [pixels, np.load(tmp_path / "x.npy", mmap_mode="r")]:
+        graph = NeighborGraph.build(x, k=6, verbose=0)
+        np.testing.assert_array_equal(graph.indices, expected.indices)
+        np.testing.assert_array_equal(graph.distances, expected.distances)
+        np.testing.assert_array_equal(graph.checksums, expected.checksums)
+        assert graph.fingerprint == expected.fingerprint
+
+
+def test_memmapped_features(tmp_path):
+    data = random_data(n=200)
+    features = np.random.default_rng(1).normal(size=(200, 4)).astype(np.float32)
+    np.save(tmp_path / "f.npy", features)
+    graph = NeighborGraph.build(data, k=4, features=np.load(tmp_path / "f.npy", mmap_mode="r"),
+                                verbose=0)
+    np.testing.assert_array_equal(graph.indices, brute_force(features, 4)[0])
+
+
+def test_save_and_load_memory_mapped(tmp_path):
+    data = random_data(n=60)
+    graph = NeighborGraph.build(data, k=4, verbose=0)
+    path = str(tmp_path / "graph.npz")
+    graph.save(path)
+    loaded = NeighborGraph.load(path, x=data, mmap_mode="r")
+    for name in ("indices", "distances", "checksums"):
+        array = getattr(loaded, name)
+        assert isinstance(array.base, np.memmap) or isinstance(array, np.memmap), name
+        np.testing.assert_array_equal(array, getattr(graph, name))
+    assert (loaded.method, loaded.metric, loaded.fingerprint) == (
+        graph.method, graph.metric, graph.fingerprint)
+
+
+def test_non_finite_rows_are_named_across_chunks(monkeypatch):
+    monkeypatch.setattr(arrays, "_CHUNK_BYTES", 8 * 15 * 4)  # 4 rows a chunk
+    data = random_data(n=20)
+    data[13, 2, 4] = np.nan
+    with pytest.raises(ValueError, match="x contains NaN or Inf, first in row 13"):
+        NeighborGraph.build(data, k=3, verbose=0)
+
+
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
