@@ -8,7 +8,8 @@ own neighbour, but an exact duplicate of it is, at distance 0.
 
 `method="exact"` compares blocks of queries against all points (each block
 holds at most ~16 MiB of distances, never an N × N matrix); `"scann"` uses
-ScaNN: a k-means tree of ~√N leaves (from 2,000 points on), 4-bit asymmetric
+ScaNN: a k-means tree of ~√N leaves (from 2,000 points on) of which a query
+searches 1/8, at most 40 (so 10⁶ points take minutes, not hours), 4-bit asymmetric
 hashing of 4-dimension blocks (from 64 dimensions on), and exact re-ranking
 of the best max(200, 20(k + 1)) candidates. It is approximate: `recall()`
 measures how close it came. `"auto"` is exact up to
@@ -32,9 +33,10 @@ METRICS = ("euclidean", "cosine")
 _BLOCK_BYTES = 16 * 2**20
 _FINGERPRINT_ROWS = 64
 _MEMORY_MAPPED = ("indices", "distances", "checksums")
-# ScaNN: partition into ~sqrt(N) leaves and search 1/8 of them from this
-# many points on; quantise (4 dims per 4-bit code) from this dimension on.
+# ScaNN: partition into ~sqrt(N) leaves and search 1/8 of them (at most 40)
+# from this many points on; quantise (4 dims per 4-bit code) from this dimension on.
 _SCANN_TREE_MIN_POINTS = 2_000
+_SCANN_MAX_LEAVES_SEARCHED = 40
 _SCANN_HASH_MIN_DIM = 64
 
 
@@ -158,6 +160,16 @@ def _exact(points: np.ndarray, rows: np.ndarray, k: int, progbar=None):
     return out_indices, out_distances
 
 
+def _scann_leaves(n: int) -> Tuple[int, int]:
+    """(k-means tree leaves, leaves searched per query) for n points.
+
+    √n leaves of ~√n points; a query searches 1/8 of them, at most
+    _SCANN_MAX_LEAVES_SEARCHED, so a search costs O(n^1.5), not O(n²).
+    """
+    leaves = int(math.sqrt(n))
+    return leaves, min(max(8, leaves // 8), _SCANN_MAX_LEAVES_SEARCHED)
+
+
 def _scann_searcher(data: np.ndarray, k: int, seed: int):
     """A ScaNN searcher over float32 data (N, dim) with settings chosen from (N, dim)."""
     from scann.scann_ops.py import scann_ops_pybind
@@ -165,10 +177,10 @@ def _scann_searcher(data: np.ndarray, k: int, seed: int):
     n, dim = data.shape
     builder = scann_ops_pybind.builder(data, k + 1, "squared_l2")
     if n >= _SCANN_TREE_MIN_POINTS:
-        leaves = int(math.sqrt(n))
+        leaves, searched = _scann_leaves(n)
         builder = builder.tree(
             num_leaves=leaves,
-            num_leaves_to_search=max(8, leaves // 8),
+            num_leaves_to_search=searched,
             training_sample_size=min(n, 100 * leaves),
         )
     if dim >= _SCANN_HASH_MIN_DIM:

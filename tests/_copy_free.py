@@ -10,34 +10,10 @@ every millisecond. Prints JSON: the data size and each run's peak growth (MiB).
 
 import json
 import sys
-import threading
-import time
 
 import numpy as np
 
-
-def rss_anon_mib() -> float:
-    with open("/proc/self/status") as status:
-        line = next(line for line in status if line.startswith("RssAnon:"))
-    return int(line.split()[1]) / 1024
-
-
-class PeakSampler(threading.Thread):
-    """The largest RssAnon seen while running, sampled every millisecond."""
-
-    def __init__(self):
-        super().__init__(daemon=True)
-        self.peak, self.running = rss_anon_mib(), True
-
-    def run(self):
-        while self.running:
-            self.peak = max(self.peak, rss_anon_mib())
-            time.sleep(0.001)
-
-    def stop(self) -> float:
-        self.running = False
-        self.join()
-        return max(self.peak, rss_anon_mib())
+from benchmarks._memory import PeakAnon
 
 
 def train(x, features, model, steps: int) -> None:
@@ -50,11 +26,9 @@ def train(x, features, model, steps: int) -> None:
 
 def growth_mib(x, features, model) -> float:
     """Peak RssAnon growth over `train` on x, in MiB."""
-    before = rss_anon_mib()
-    sampler = PeakSampler()
-    sampler.start()
-    train(x, features, model, steps=5)
-    return sampler.stop() - before
+    with PeakAnon() as memory:
+        train(x, features, model, steps=5)
+    return memory.growth
 
 
 def main() -> None:
