@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from keras_nrae import NeighborhoodReconstructionModel, NeighborGraph, neighborhood_dataset
 from keras_nrae.architectures import mlp_autoencoder
-from keras_nrae.arrays import Feature
+from keras_nrae.arrays import Feature, to_float
 from keras_nrae.graph import fingerprint
 from test_arrays import DictSource, RandomAccess
 
@@ -155,6 +155,36 @@ def test_memmap_and_random_access_sources_give_the_same_batches(tmp_path):
         for (c1, n1), (c2, n2) in zip(expected, got):
             np.testing.assert_array_equal(c1, c2)
             np.testing.assert_array_equal(n1, n2)
+
+
+def test_h5py_dataset(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    stored = images()
+    with h5py.File(tmp_path / "x.h5", "w") as f:
+        f["images"] = stored
+    with h5py.File(tmp_path / "x.h5", "r") as f:
+        graph = NeighborGraph.build(f["images"], k=K, verbose=0)
+        got = batches(neighborhood_dataset(f["images"], graph, 8, seed=2))
+    expected = batches(neighborhood_dataset(stored, graph, 8, seed=2))
+    np.testing.assert_array_equal(np.stack([c for c, _ in got]), np.stack([c for c, _ in expected]))
+    np.testing.assert_array_equal(np.stack([n for _, n in got]), np.stack([n for _, n in expected]))
+
+
+def test_tfds_data_source():
+    tfds = pytest.importorskip("tensorflow_datasets")
+    with tfds.testing.mock_data(num_examples=N):
+        source = tfds.data_source("mnist", split="train")
+        mock = source.data_source  # tfds 4.9's mock __getitems__ misses self; read one by one
+        mock.__getitems__ = lambda keys: [mock[key] for key in keys]
+        x = Feature(source, "image")
+        stored = np.stack([source[i]["image"] for i in range(N)])
+        graph = NeighborGraph.build(x, k=K, verbose=0)
+        assert graph.fingerprint == fingerprint(stored)
+        converted = to_float(stored)
+        for centres, neighbors in batches(neighborhood_dataset(x, graph, 8, seed=0)):
+            assert centres.shape == (8, 28, 28, 1) and centres.dtype == np.float32
+            assert all((converted == c).all(axis=(1, 2, 3)).any() for c in centres)
+            np.testing.assert_array_equal(neighbors[:, 0], centres)
 
 
 def test_uint8_and_its_float_version_share_a_graph():

@@ -1,18 +1,24 @@
-"""README.md's quick start runs as written (on fewer images and one epoch)."""
+"""README.md's quick start and large-data path run as written (on fewer images, one epoch)."""
 
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 SHRINK = {"[:5000]": "[:200]", "epochs=20": "epochs=1, verbose=0"}
 
 
-def quick_start() -> str:
+def code_block(heading: str) -> str:
+    """The first python block after the heading."""
     text = README.read_text()
-    section = text[text.index("## Quick start") :]
+    section = text[text.index(heading) :]
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def quick_start() -> str:
+    return code_block("## Quick start")
 
 
 def test_quick_start_runs(tmp_path, monkeypatch):
@@ -31,3 +37,20 @@ def test_quick_start_runs(tmp_path, monkeypatch):
     exec(compile(code, "README.md", "exec"), namespace)
     assert namespace["x_hat"].shape == (8, 28, 28, 1)
     assert (tmp_path / "nrae.keras").exists() and (tmp_path / "nrae_export").is_dir()
+
+
+def test_large_dataset_path_runs(tmp_path, monkeypatch):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "photos").mkdir()
+    for i in range(40):
+        pixels = rng.integers(0, 256, (80, 72, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(tmp_path / "photos" / f"{i:02d}.png")
+    code = code_block("**A worked path**").replace("batch_size=128", "batch_size=8")
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    x = namespace["x"]
+    assert isinstance(x, np.memmap) and x.shape == (40, 64, 64, 3) and x.dtype == np.uint8
+    assert (tmp_path / "photos-graph.npz").exists()
