@@ -1,10 +1,12 @@
 """Random-access arrays of points: storage dtypes, chunked reads and row checksums.
 
 A dataset x (N, ...) is any object with `len(x)` and `x[ids]` that returns the
-rows at a sorted int64 index array as one array (N rows of `shape[1:]`): a
-NumPy array in memory or memory-mapped (`np.load(path, mmap_mode="r")`), an
-h5py dataset, or a tfds `data_source` through `Feature(source, "image")`.
-Nothing here copies x whole: it is read in chunks or gathered by rows.
+rows at a sorted int64 index array, or at a slice, as one array (len(ids),
+*shape[1:]): a NumPy array in memory or memory-mapped
+(`np.load(path, mmap_mode="r")`), an h5py dataset, or a tfds `data_source`
+through `Feature(source, "image")`. Its `shape` and `dtype` attributes are
+used when present, else inferred from x[0]. Nothing here copies x whole: it
+is read in chunks or gathered by rows.
 
 Storage dtypes and what the model sees (`to_float`):
   unsigned integers (uint8, uint16) are images, scaled as
@@ -97,6 +99,8 @@ class Rows:
     """
 
     def __init__(self, x, name: str = "x"):
+        if isinstance(x, (list, tuple)) or hasattr(x, "numpy"):  # in memory anyway: a tf.Tensor
+            x = np.asarray(x)
         self.x, self.name = x, name
         if not (hasattr(x, "__len__") and hasattr(x, "__getitem__")) or isinstance(x, (str, bytes)):
             raise TypeError(

@@ -64,12 +64,17 @@ def test_checksums_match_across_storage_and_catch_changes():
 def test_sources_read_the_same_rows():
     data = np.random.default_rng(0).integers(0, 256, (30, 4, 5), dtype=np.uint8)
     ids = np.array([2, 3, 17, 29])
-    for source in [data, RandomAccess(data), Feature(DictSource(data), "image")]:
+    for source in [data, RandomAccess(data), Feature(DictSource(data), "image"), tf.constant(data)]:
         rows = Rows(source)
         assert rows.shape == (30, 4, 5) and rows.dtype == np.uint8 and len(rows) == 30
         np.testing.assert_array_equal(rows.read(ids), data[ids])
         chunks = list(rows.chunks())
         np.testing.assert_array_equal(np.concatenate([chunk for _, chunk in chunks]), data)
+
+
+def test_lists_are_arrays():
+    rows = Rows([[0.5, 1.0], [2.0, 3.0]])
+    assert rows.shape == (2, 2) and rows.dtype == np.float64
 
 
 def test_chunks_cover_every_row_once(monkeypatch):
