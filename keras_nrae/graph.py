@@ -14,6 +14,13 @@ hashing of 4-dimension blocks (from 64 dimensions on), and exact re-ranking
 of the best max(200, 20(k + 1)) candidates. It is approximate: `recall()`
 measures how close it came. `"auto"` is exact up to
 `AUTO_EXACT_MAX_POINTS` points and ScaNN above.
+
+x and features may have any storage dtype and be memory-mapped or another
+random-access source (`keras_nrae.arrays`): they are read in chunks, uint8
+scaled into [0, 1] first, so distances are those of the values the model
+sees. The search holds the (N, F) points in memory (a view of a float array,
+else one float copy). The graph keeps a checksum of every row of x, and saves
+to one uncompressed .npz that `load(..., mmap_mode="r")` memory-maps.
 """
 
 import hashlib
@@ -53,7 +60,7 @@ def fingerprint(x) -> str:
     return digest.hexdigest()
 
 
-def _scan(rows: Rows, keep_points: bool, verbose: int):
+def _scan(rows: Rows, keep_points: bool, verbose: int) -> Tuple[Optional[np.ndarray], np.ndarray]:
     """One chunked pass over rows: (points (N, F) float or None, checksums (N,) uint64).
 
     Raises ValueError at the first row holding NaN or Inf. Points are a view of
@@ -70,9 +77,8 @@ def _scan(rows: Rows, keep_points: bool, verbose: int):
         values = to_float(chunk).reshape(len(chunk), -1)
         finite = np.isfinite(values).all(axis=1)
         if not finite.all():
-            raise ValueError(
-                f"{rows.name} contains NaN or Inf, first in row {block.start + int(np.argmin(finite))}."
-            )
+            first = block.start + int(np.argmin(finite))
+            raise ValueError(f"{rows.name} contains NaN or Inf, first in row {first}.")
         checksums[block] = row_checksums(values)
         if keep_points and not view:
             points[block] = values
@@ -81,8 +87,6 @@ def _scan(rows: Rows, keep_points: bool, verbose: int):
 
 def _points(rows: Rows, features, metric: str, verbose: int) -> Tuple[np.ndarray, np.ndarray]:
     """(the (N, F) vectors distances are measured between, x's row checksums)."""
-    points, checksums = _scan(rows, features is None, verbose)
-    name = rows.name
     if features is not None:
         features = Rows(features, "features")
         if len(features.shape) != 2 or len(features) != len(rows):
@@ -90,6 +94,8 @@ def _points(rows: Rows, features, metric: str, verbose: int) -> Tuple[np.ndarray
                 f"features must be (N, F) with N = len(x) = {len(rows)}, got "
                 f"shape {tuple(features.shape)}."
             )
+    name, (points, checksums) = rows.name, _scan(rows, features is None, verbose)
+    if features is not None:
         name, (points, _) = "features", _scan(features, True, verbose)
     if metric == "cosine":
         norms = np.linalg.norm(points, axis=1, keepdims=True)
