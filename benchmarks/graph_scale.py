@@ -47,7 +47,7 @@ def clustered_features(path: str, points: int, dim: int = 64, seed: int = 0) -> 
 
 
 def graph_case(folder: str, points: int) -> dict:
-    from benchmarks._memory import PeakAnon, peak_rss_mib
+    from _memory import PeakAnon, peak_rss_mib
     from keras_nrae import NeighborGraph
 
     features = clustered_features(os.path.join(folder, "features.npy"), points)
@@ -74,7 +74,7 @@ def pooled_grey(images: np.ndarray) -> np.ndarray:
 def memmap_case(folder: str) -> dict:
     import keras
 
-    from benchmarks._memory import PeakAnon, peak_rss_mib, rss_anon_mib
+    from _memory import PeakAnon, peak_rss_mib, rss_anon_mib
     from keras_nrae import NeighborGraph, NeighborhoodReconstructionModel, neighborhood_dataset
     from keras_nrae.architectures import mlp_autoencoder
     from keras_nrae.arrays import Rows, write_npy

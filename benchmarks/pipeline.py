@@ -5,7 +5,8 @@ float32 in memory (`load_images`) and as a page-cached uint8 .npy memmap
 (written from the IDX file), one graph for both (their fingerprints match),
 B=128, M=2 with the centre in slot 0, an MLP autoencoder (512-512-512,
 latent 16). After a warm-up epoch of each, pipeline-only and training epochs
-of both sources alternate; prints medians and the ratios. Targets: the
+of both sources alternate (ABBA); prints medians of wall time and of the
+process's CPU time (steadier on a shared machine) and their ratios. Targets: the
 memmap's training epoch within 1.1x the in-memory one; the pipeline alone
 < 10% of a training epoch.
 
@@ -15,7 +16,7 @@ training steps; prints the data size and the process's peak RSS. With
 --compare-with DIR the same runs on the keras_nrae package in DIR too (e.g.
 `git archive <commit> keras_nrae | tar -x -C DIR`), for before/after figures.
 
-    python benchmarks/pipeline.py [--repeats 3] [--points 60000]
+    python benchmarks/pipeline.py [--repeats 4] [--points 60000] [--graph mnist-graph.npz]
     python benchmarks/pipeline.py --memory 240000 [--compare-with DIR]
 """
 
@@ -34,16 +35,18 @@ ROOT = Path(__file__).resolve().parents[1]
 MNIST_IDX = ROOT / ".." / "shared" / "data" / "mnist" / "train-images-idx3-ubyte.gz"
 
 
-def timed(fn) -> float:
-    start = time.perf_counter()
+def timed(fn):
+    """(wall seconds, CPU seconds of this process, all threads) of fn()."""
+    wall, cpu = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def speed(repeats: int, points: int) -> None:
+def speed(repeats: int, points: int, graph_path: str) -> None:
     import keras
 
     from keras_nrae import NeighborGraph, NeighborhoodReconstructionModel, datasets
+    from _memory import peak_rss_mib, rss_anon_mib
     from keras_nrae import neighborhood_dataset
     from keras_nrae.architectures import mlp_autoencoder
 
@@ -53,7 +56,12 @@ def speed(repeats: int, points: int) -> None:
     np.save(path, datasets.read_idx(MNIST_IDX)[:points, :, :, None])
     memmap = np.load(path, mmap_mode="r")
     start = time.perf_counter()
-    graph = NeighborGraph.build(in_memory, k=10, verbose=0)
+    if graph_path and os.path.exists(graph_path):
+        graph = NeighborGraph.load(graph_path, x=in_memory)
+    else:
+        graph = NeighborGraph.build(in_memory, k=10, verbose=0)
+        if graph_path:
+            graph.save(graph_path)
     graph_seconds = time.perf_counter() - start
     sources = {"float32 in memory": in_memory, "uint8 memmap": memmap}
     data = {name: neighborhood_dataset(x, graph, batch_size=128, neighbors_per_point=2, seed=0)
@@ -68,24 +76,29 @@ def speed(repeats: int, points: int) -> None:
     train = lambda ds: lambda: model.fit(ds, epochs=1, verbose=0)
     steps = points // 128
     print(f"MNIST {in_memory.shape}, {steps} batches of B=128, M=2; {os.cpu_count()} CPUs; "
-          f"graph ({graph.method}) built in {graph_seconds:.1f} s")
+          f"graph ({graph.method}) built or loaded in {graph_seconds:.1f} s")
     for name, ds in data.items():
-        print(f"warm-up {name}: pipeline {timed(iterate(ds)):.2f} s, "
-              f"training {timed(train(ds)):.2f} s")
+        print(f"warm-up {name}: pipeline {timed(iterate(ds))[0]:.2f} s, "
+              f"training {timed(train(ds))[0]:.2f} s wall")
     times = {(name, kind): [] for name in data for kind in ("pipeline", "training")}
-    for _ in range(repeats):
-        for name, ds in data.items():
+    for repeat in range(repeats):
+        order = list(data.items())
+        for name, ds in order if repeat % 2 == 0 else order[::-1]:  # ABBA cancels drift
             times[name, "pipeline"].append(timed(iterate(ds)))
             times[name, "training"].append(timed(train(ds)))
-    median = {key: float(np.median(value)) for key, value in times.items()}
-    for (name, kind), seconds in median.items():
-        print(f"{kind} epoch, {name}: median {seconds:.2f} s over {repeats} "
-              f"({1000 * seconds / steps:.2f} ms/batch)")
+    median = {key: np.median(value, axis=0) for key, value in times.items()}
+    for (name, kind), (wall, cpu) in median.items():
+        print(f"{kind} epoch, {name}: median {wall:.2f} s wall ({1000 * wall / steps:.2f} "
+              f"ms/batch), {cpu:.2f} s CPU, over {repeats}")
     for name in data:
         share = median[name, "pipeline"] / median[name, "training"]
-        print(f"pipeline / training, {name}: {100 * share:.1f}%   (target < 10%)")
+        print(f"pipeline / training, {name}: {100 * share[0]:.1f}% wall, "
+              f"{100 * share[1]:.1f}% CPU   (target < 10%)")
     ratio = median["uint8 memmap", "training"] / median["float32 in memory", "training"]
-    print(f"training epoch uint8 memmap / float32 in memory = {ratio:.3f}   (target <= 1.1)")
+    print(f"training epoch uint8 memmap / float32 in memory = {ratio[0]:.3f} wall, "
+          f"{ratio[1]:.3f} CPU   (target <= 1.1)")
+    print(f"peak RSS {peak_rss_mib():.0f} MiB; RssAnon now {rss_anon_mib():.0f} MiB "
+          f"(float32 MNIST {in_memory.nbytes / 2**20:.0f} MiB; the memmap is file-backed)")
     os.remove(path)
 
 
@@ -93,7 +106,7 @@ def memory_body(points: int, steps: int) -> None:
     """Subprocess: train `steps` steps on `points` random float32 points; print JSON stats."""
     import keras
 
-    from benchmarks._memory import peak_rss_mib, rss_anon_mib
+    from _memory import peak_rss_mib, rss_anon_mib
     from keras_nrae import NeighborGraph, NeighborhoodReconstructionModel, neighborhood_dataset
     from keras_nrae.architectures import mlp_autoencoder
     from keras_nrae.graph import fingerprint
@@ -110,7 +123,7 @@ def memory_body(points: int, steps: int) -> None:
     model.compile(optimizer="adam")
     before = rss_anon_mib()
     ds = neighborhood_dataset(x, graph, batch_size=128, neighbors_per_point=2, seed=0)
-    seconds = timed(lambda: model.fit(ds.take(steps), epochs=1, verbose=0))
+    seconds, _ = timed(lambda: model.fit(ds.take(steps), epochs=1, verbose=0))
     print(json.dumps({"data_mib": x.nbytes / 2**20, "anon_before_fit_mib": before,
                       "peak_rss_mib": peak_rss_mib(), "fit_s": seconds}))
 
@@ -131,8 +144,9 @@ def memory(points: int, steps: int, roots) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--points", type=int, default=60_000)
+    parser.add_argument("--graph", help="save the MNIST graph here, or load it if it exists")
     parser.add_argument("--memory", type=int, metavar="N", help="run the memory case on N points")
     parser.add_argument("--steps", type=int, default=50, help="training steps of the memory case")
     parser.add_argument("--compare-with", metavar="DIR", help="another keras_nrae package root")
@@ -143,7 +157,7 @@ def main() -> None:
     elif args.memory:
         memory(args.memory, args.steps, [ROOT] + ([args.compare_with] if args.compare_with else []))
     else:
-        speed(args.repeats, args.points)
+        speed(args.repeats, args.points, args.graph)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ Storage dtypes and what the model sees (`to_float`):
 Row checksums identify data independently of its storage: each row's float
 values are rounded to 15 mantissa bits (so a uint8 array, its x / 255 and its
 convert_image_dtype versions agree; any other change beyond ~3e-5 relative
-shows) and hashed as Σ_j bits_j · w_j mod 2⁶⁴ with fixed random odd weights w.
+shows) and hashed as Σ_j (bits_j · w_j mod 2³²) with fixed random odd weights w.
 """
 
 from typing import Iterator, Optional, Sequence, Tuple
@@ -54,16 +54,15 @@ def to_float(rows: np.ndarray) -> np.ndarray:
 def row_checksums(rows: np.ndarray) -> np.ndarray:
     """(b,) uint64 checksums of rows (b, ...) of any storage dtype (module docstring)."""
     values = np.ascontiguousarray(to_float(rows), np.float32).reshape(len(rows), -1)
-    hashed = values.view(np.uint32).astype(np.uint64)
-    hashed += np.uint64(1 << (_CHECKSUM_DROPPED_BITS - 1))
-    hashed >>= np.uint64(_CHECKSUM_DROPPED_BITS)
-    hashed *= _checksum_weights(values.shape[1])
+    hashed = values.view(np.uint32) + np.uint32(1 << (_CHECKSUM_DROPPED_BITS - 1))
+    hashed >>= np.uint32(_CHECKSUM_DROPPED_BITS)
+    hashed *= _checksum_weights(values.shape[1])  # wraps mod 2^32
     return hashed.sum(axis=1, dtype=np.uint64)
 
 
 def _checksum_weights(size: int) -> np.ndarray:
-    weights = np.random.default_rng(0).integers(0, 2**63, size, dtype=np.uint64)
-    return weights * np.uint64(2) + np.uint64(1)
+    weights = np.random.default_rng(0).integers(0, 2**31, size, dtype=np.uint32)
+    return weights * np.uint32(2) + np.uint32(1)
 
 
 class Feature:
@@ -155,7 +154,7 @@ class Rows:
         return rows
 
     def chunks(self, verbose: int = 0, what: str = "") -> Iterator[Tuple[slice, np.ndarray]]:
-        """(rows slice, x[slice] in storage dtype) over all of x, ~16 MiB of uint64 each.
+        """(rows slice, x[slice] in storage dtype) over all of x, ~16 MiB of float64 each.
 
         Shows a progress bar from 10,000 points on when verbose.
         """
