@@ -1,14 +1,11 @@
 """neighborhood_dataset: a tf.data pipeline of centres with neighbours sampled from a graph."""
 
+import numpy as np
 import tensorflow as tf
 
-from keras_nrae.graph import NeighborGraph, float_array
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    return value
+from keras_nrae._checks import integer_at_least
+from keras_nrae.arrays import Rows, gather_plan
+from keras_nrae.graph import NeighborGraph
 
 
 def neighborhood_dataset(
@@ -31,9 +28,18 @@ def neighborhood_dataset(
     slot 0 is the centre itself (bit-identical to "x") and M − 1 slots are
     drawn. The same seed gives the same sequence of epochs.
 
+    x is never copied whole: each batch reads the rows it needs, once each
+    and in sorted order, from x on the host (`tf.numpy_function`), checks
+    them against the graph's row checksums (a row changed since the graph
+    was built raises an error naming it), then converts them inside tf.data
+    as `tf.image.convert_image_dtype` does: uint8 → float32 in [0, 1],
+    float16 → float32, float32 and float64 unchanged.
+
     Args:
-      x: float array (N, ...), the data `graph` was built on; kept in memory
-        as one tensor of its dtype and gathered from.
+      x: array (N, ...), the data `graph` was built on: any storage dtype
+        and any random-access source of `keras_nrae.arrays` (a NumPy array in
+        memory or memory-mapped, an h5py dataset, a tfds data_source's
+        `Feature`).
       graph: a `NeighborGraph` of x.
       batch_size: B.
       neighbors_per_point: M, the number of neighbour slots.
@@ -45,10 +51,10 @@ def neighborhood_dataset(
     """
     if not isinstance(graph, NeighborGraph):
         raise TypeError(f"graph must be a NeighborGraph, got {type(graph).__name__}.")
-    x = float_array(x)
-    graph.check_data(x)
-    batch_size = _positive_int(batch_size, "batch_size")
-    slots = _positive_int(neighbors_per_point, "neighbors_per_point")
+    rows = Rows(x)
+    graph.check_data(rows)
+    batch_size = integer_at_least(batch_size, "batch_size")
+    slots = integer_at_least(neighbors_per_point, "neighbors_per_point")
     drawn = slots - bool(include_center)
     if drawn > graph.k and not replace:
         raise ValueError(
@@ -62,12 +68,18 @@ def neighborhood_dataset(
             f"batch_size={batch_size} exceeds the {graph.num_points} points, so "
             f"drop_remainder=True would leave no batch."
         )
-    data = tf.constant(x)
-    neighbor_table = tf.constant(graph.indices)
+
+    def read(ids: np.ndarray, picks: np.ndarray):
+        """Host side: centre ids (B,), picked slots (B, drawn) -> (stored rows (U, *shape),
+        positions (B + B·drawn,) of the centres then their neighbours among them)."""
+        neighbor_ids = np.take_along_axis(graph.indices[ids], picks, axis=1)
+        unique, positions = gather_plan(np.concatenate([ids, neighbor_ids.ravel()]))
+        stored = rows.read(unique)
+        graph.check_rows(unique, stored)
+        return stored, positions
 
     def attach(ids, draw_seed):
         """ids (B,) int64 and a (2,) stateless seed -> the batch dict."""
-        centres = tf.gather(data, ids)
         batch = ids.shape[0] or tf.shape(ids)[0]
         if replace:
             picks = tf.random.stateless_uniform(
@@ -76,8 +88,15 @@ def neighborhood_dataset(
         else:
             keys = tf.random.stateless_uniform([batch, graph.k], draw_seed)
             picks = tf.math.top_k(keys, drawn, sorted=False).indices
-        neighbor_ids = tf.gather(tf.gather(neighbor_table, ids), picks, batch_dims=1)
-        neighbors = tf.gather(data, neighbor_ids)
+        stored, positions = tf.numpy_function(
+            read, [ids, picks], [tf.as_dtype(rows.dtype), tf.int64], stateful=False
+        )
+        stored = tf.ensure_shape(stored, [None, *rows.row_shape])
+        values = tf.image.convert_image_dtype(stored, tf.as_dtype(rows.float_dtype))
+        centres = tf.reshape(tf.gather(values, positions[:batch]), [batch, *rows.row_shape])
+        neighbors = tf.reshape(
+            tf.gather(values, positions[batch:]), [batch, drawn, *rows.row_shape]
+        )
         if include_center:
             neighbors = tf.concat([centres[:, None], neighbors], axis=1)
         return {"x": centres, "neighbors": neighbors}

@@ -7,74 +7,96 @@ k nearest other points, nearest first (ties by index); a point is never its
 own neighbour, but an exact duplicate of it is, at distance 0.
 
 `method="exact"` compares blocks of queries against all points (each block
-holds at most ~64 MiB of distances, never an N × N matrix); `"scann"` uses
-ScaNN: a k-means tree of ~√N leaves (from 2,000 points on), 4-bit asymmetric
+holds at most ~16 MiB of distances, never an N × N matrix); `"scann"` uses
+ScaNN: a k-means tree of ~√N leaves (from 2,000 points on) of which a query
+searches 1/8, at most 40 (so 10⁶ points take minutes, not hours), 4-bit asymmetric
 hashing of 4-dimension blocks (from 64 dimensions on), and exact re-ranking
 of the best max(200, 20(k + 1)) candidates. It is approximate: `recall()`
 measures how close it came. `"auto"` is exact up to
 `AUTO_EXACT_MAX_POINTS` points and ScaNN above.
+
+x and features may have any storage dtype and be memory-mapped or another
+random-access source (`keras_nrae.arrays`): they are read in chunks, uint8
+scaled into [0, 1] first, so distances are those of the values the model
+sees. The search holds the (N, F) points in memory (a view of a float array,
+else one float copy). The graph keeps a checksum of every row of x, and saves
+to one uncompressed .npz that `load(..., mmap_mode="r")` memory-maps.
 """
 
 import hashlib
 import math
-from typing import Optional
+import struct
+import zipfile
+from typing import Optional, Tuple
 
-import keras
 import numpy as np
 import tensorflow as tf
+
+from keras_nrae.arrays import Rows, progress_bar, row_checksums, to_float
 
 AUTO_EXACT_MAX_POINTS = 10_000
 METHODS = ("auto", "exact", "scann")
 METRICS = ("euclidean", "cosine")
-_BLOCK_BYTES = 64 * 2**20
-_PROGRESS_MIN_POINTS = 10_000
+_BLOCK_BYTES = 16 * 2**20
 _FINGERPRINT_ROWS = 64
-# ScaNN: partition into ~sqrt(N) leaves and search 1/8 of them from this
-# many points on; quantise (4 dims per 4-bit code) from this dimension on.
+_MEMORY_MAPPED = ("indices", "distances", "checksums")
+# ScaNN: partition into ~sqrt(N) leaves and search 1/8 of them (at most 40)
+# from this many points on; quantise (4 dims per 4-bit code) from this dimension on.
 _SCANN_TREE_MIN_POINTS = 2_000
+_SCANN_MAX_LEAVES_SEARCHED = 40
 _SCANN_HASH_MIN_DIM = 64
 
 
-def float_array(x, name: str = "x") -> np.ndarray:
-    """x as a floating-point numpy array, or a TypeError saying how to fix it."""
-    x = np.asarray(x)
-    if np.issubdtype(x.dtype, np.integer) or x.dtype == np.bool_:
-        raise TypeError(
-            f"{name} has integer dtype {x.dtype}; scale images to floats in [0, 1] "
-            f"first, e.g. {name}.astype('float32') / 255, or load them with "
-            f"keras_nrae.datasets.load_images."
-        )
-    if not np.issubdtype(x.dtype, np.floating):
-        raise TypeError(f"{name} must be a floating-point array, got dtype {x.dtype}.")
-    return x
+def fingerprint(x) -> str:
+    """sha256 of x's shape and of the row checksums of 64 evenly spaced rows.
 
-
-def fingerprint(x: np.ndarray) -> str:
-    """sha256 of x's shape and of 64 evenly spaced rows (as float32)."""
-    rows = np.unique(np.linspace(0, len(x) - 1, _FINGERPRINT_ROWS).astype(np.int64))
-    digest = hashlib.sha256(repr(tuple(x.shape)).encode())
-    digest.update(np.ascontiguousarray(x[rows], dtype=np.float32).tobytes())
+    Storage-independent (see `keras_nrae.arrays`): a uint8 array and its
+    float32 version in [0, 1] have the same fingerprint.
+    """
+    rows = x if isinstance(x, Rows) else Rows(x)
+    sample = np.unique(np.linspace(0, len(rows) - 1, _FINGERPRINT_ROWS).astype(np.int64))
+    digest = hashlib.sha256(repr(tuple(rows.shape)).encode())
+    digest.update(row_checksums(rows.read(sample)).tobytes())
     return digest.hexdigest()
 
 
-def _check_finite(points: np.ndarray, name: str) -> None:
-    finite = np.isfinite(points).all(axis=1)
-    if not finite.all():
-        raise ValueError(f"{name} contains NaN or Inf, first in row {int(np.argmin(finite))}.")
+def _scan(rows: Rows, keep_points: bool, verbose: int) -> Tuple[Optional[np.ndarray], np.ndarray]:
+    """One chunked pass over rows: (points (N, F) float or None, checksums (N,) uint64).
+
+    Raises ValueError at the first row holding NaN or Inf. Points are a view of
+    an in-memory or memory-mapped float array, else filled chunk by chunk.
+    """
+    n = len(rows)
+    view = isinstance(rows.x, np.ndarray) and rows.dtype == rows.float_dtype
+    points = None
+    if keep_points:
+        size = int(np.prod(rows.row_shape))
+        points = rows.x.reshape(n, -1) if view else np.empty((n, size), rows.float_dtype)
+    checksums = np.empty(n, np.uint64)
+    for block, chunk in rows.chunks(verbose, f"reading {rows.name}"):
+        values = to_float(chunk).reshape(len(chunk), -1)
+        finite = np.isfinite(values).all(axis=1)
+        if not finite.all():
+            first = block.start + int(np.argmin(finite))
+            raise ValueError(f"{rows.name} contains NaN or Inf, first in row {first}.")
+        checksums[block] = row_checksums(values)
+        if keep_points and not view:
+            points[block] = values
+    return points, checksums
 
 
-def _points(x: np.ndarray, features, metric: str) -> np.ndarray:
-    """The (N, F) vectors distances are measured between; checks x and them are finite."""
-    name, points = "x", x.reshape(len(x), -1)
-    _check_finite(points, name)
+def _points(rows: Rows, features, metric: str, verbose: int) -> Tuple[np.ndarray, np.ndarray]:
+    """(the (N, F) vectors distances are measured between, x's row checksums)."""
     if features is not None:
-        name, points = "features", float_array(features, "features")
-        if points.ndim != 2 or len(points) != len(x):
+        features = Rows(features, "features")
+        if len(features.shape) != 2 or len(features) != len(rows):
             raise ValueError(
-                f"features must be (N, F) with N = len(x) = {len(x)}, got "
-                f"shape {points.shape}."
+                f"features must be (N, F) with N = len(x) = {len(rows)}, got "
+                f"shape {tuple(features.shape)}."
             )
-        _check_finite(points, name)
+    name, (points, checksums) = rows.name, _scan(rows, features is None, verbose)
+    if features is not None:
+        name, (points, _) = "features", _scan(features, True, verbose)
     if metric == "cosine":
         norms = np.linalg.norm(points, axis=1, keepdims=True)
         if not norms.all():
@@ -83,13 +105,7 @@ def _points(x: np.ndarray, features, metric: str) -> np.ndarray:
                 f"{int(np.argmin(norms[:, 0]))} of {name} is all zeros."
             )
         points = points / norms
-    return points
-
-
-def _progbar(num_points: int, verbose: int) -> Optional[keras.utils.Progbar]:
-    if verbose and num_points >= _PROGRESS_MIN_POINTS:
-        return keras.utils.Progbar(num_points, unit_name="point")
-    return None
+    return points, checksums
 
 
 def _blocks(num_rows: int, row_bytes: int):
@@ -150,6 +166,16 @@ def _exact(points: np.ndarray, rows: np.ndarray, k: int, progbar=None):
     return out_indices, out_distances
 
 
+def _scann_leaves(n: int) -> Tuple[int, int]:
+    """(k-means tree leaves, leaves searched per query) for n points.
+
+    √n leaves of ~√n points; a query searches 1/8 of them, at most
+    _SCANN_MAX_LEAVES_SEARCHED, so a search costs O(n^1.5), not O(n²).
+    """
+    leaves = int(math.sqrt(n))
+    return leaves, min(max(8, leaves // 8), _SCANN_MAX_LEAVES_SEARCHED)
+
+
 def _scann_searcher(data: np.ndarray, k: int, seed: int):
     """A ScaNN searcher over float32 data (N, dim) with settings chosen from (N, dim)."""
     from scann.scann_ops.py import scann_ops_pybind
@@ -157,21 +183,26 @@ def _scann_searcher(data: np.ndarray, k: int, seed: int):
     n, dim = data.shape
     builder = scann_ops_pybind.builder(data, k + 1, "squared_l2")
     if n >= _SCANN_TREE_MIN_POINTS:
-        leaves = int(math.sqrt(n))
+        leaves, searched = _scann_leaves(n)
         builder = builder.tree(
             num_leaves=leaves,
-            num_leaves_to_search=max(8, leaves // 8),
+            num_leaves_to_search=searched,
             training_sample_size=min(n, 100 * leaves),
         )
     if dim >= _SCANN_HASH_MIN_DIM:
         builder = builder.score_ah(4, training_sample_size=min(n, 20_000))
     else:
         builder = builder.score_brute_force()
-    config = builder.reorder(max(200, 20 * (k + 1))).create_config()
+    config = builder.reorder(_reorder_count(k)).create_config()
     # A fixed clustering seed and one training thread make rebuilds agree on
     # almost all rows; ScaNN's training is not bit-reproducible.
     config = config.replace("partitioning {", f"partitioning {{ clustering_seed: {seed + 1}", 1)
     return scann_ops_pybind.create_searcher(data, config, training_threads=1)
+
+
+def _reorder_count(k: int) -> int:
+    """How many of ScaNN's best candidates per query are re-ranked exactly."""
+    return max(200, 20 * (k + 1))
 
 
 def _scann(points: np.ndarray, k: int, seed: int, progbar=None):
@@ -181,7 +212,9 @@ def _scann(points: np.ndarray, k: int, seed: int, progbar=None):
     searcher = _scann_searcher(data, k, seed)
     out_indices = np.empty((n, k), np.int32)
     out_distances = np.empty((n, k), np.float32)
-    for block in _blocks(n, 2 * (k + 1) * points.shape[1] * points.itemsize):
+    # Per query: ScaNN's (id, score) candidates, then `_rank`'s (k + 1, F) differences.
+    row_bytes = 16 * _reorder_count(k) + 2 * (k + 1) * points.shape[1] * points.itemsize
+    for block in _blocks(n, row_bytes):
         query = np.arange(n)[block]
         found, _ = searcher.search_batched_parallel(data[block], final_num_neighbors=k + 1)
         if found.shape[1] != k + 1:
@@ -202,6 +235,9 @@ class NeighborGraph:
       method: "exact" or "scann", how it was built.
       metric: "euclidean" or "cosine".
       fingerprint: shape + hash of sampled rows of the data it was built on.
+      checksums: (N,) uint64 checksum of every row of that data
+        (`keras_nrae.arrays.row_checksums`), or None; `neighborhood_dataset`
+        checks every row it reads against it.
     """
 
     def __init__(
@@ -211,6 +247,7 @@ class NeighborGraph:
         method: str,
         metric: str,
         fingerprint: str,
+        checksums: Optional[np.ndarray] = None,
     ):
         indices = np.asarray(indices, np.int32)
         distances = np.asarray(distances, np.float32)
@@ -219,11 +256,18 @@ class NeighborGraph:
                 f"indices and distances must both be (N, k), got {indices.shape} "
                 f"and {distances.shape}."
             )
+        if checksums is not None:
+            checksums = np.asarray(checksums, np.uint64)
+            if checksums.shape != indices.shape[:1]:
+                raise ValueError(
+                    f"checksums must be (N,) = ({len(indices)},), got {checksums.shape}."
+                )
         self.indices = indices
         self.distances = distances
         self.method = str(method)
         self.metric = str(metric)
         self.fingerprint = str(fingerprint)
+        self.checksums = checksums
 
     @property
     def num_points(self) -> int:
@@ -252,8 +296,15 @@ class NeighborGraph:
     ) -> "NeighborGraph":
         """The k-NN graph of x (N, ...), measured on x or on `features` (N, F).
 
+        x and features are read in chunks (`keras_nrae.arrays`: any storage
+        dtype, in memory, memory-mapped or another random-access source),
+        never copied whole. The search holds the (N, F) points in memory: a
+        view of x or features when they are float NumPy arrays, else one
+        float copy (uint8 x: 4 bytes per pixel). For x larger than memory pass
+        small `features` (e.g. an encoder's codes, or pooled pixels).
+
         Args:
-          x: float array (N, ...), flattened per point.
+          x: array (N, ...), flattened per point; uint8 is scaled into [0, 1].
           k: neighbours per point, 1 <= k < N.
           method: "exact", "scann" or "auto" (exact up to
             AUTO_EXACT_MAX_POINTS points).
@@ -262,10 +313,10 @@ class NeighborGraph:
           seed: seeds ScaNN's clustering. ScaNN's training is not
             bit-reproducible: a rebuild may differ in a few rows (`save` a
             graph to reuse it exactly). Exact graphs are deterministic.
-          verbose: 0 hides the progress bar shown from 10,000 points on.
+          verbose: 0 hides the progress bars shown from 10,000 points on.
         """
-        x = float_array(x)
-        n = len(x) if x.ndim else 0
+        rows = Rows(x)
+        n = len(rows)
         if n < 2:
             raise ValueError(f"A neighbour graph needs at least 2 points, got {n}.")
         if not isinstance(k, (int, np.integer)) or not 1 <= k < n:
@@ -274,17 +325,17 @@ class NeighborGraph:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {METRICS}, got {metric!r}.")
-        points = _points(x, features, metric)
+        points, checksums = _points(rows, features, metric, verbose)
         if method == "auto":
             method = "exact" if n <= AUTO_EXACT_MAX_POINTS else "scann"
-        progbar = _progbar(n, verbose)
+        progbar = progress_bar(n, verbose, f"{method} {k}-NN search")
         if method == "exact":
             indices, distances = _exact(points, np.arange(n), int(k), progbar)
         else:
             indices, distances = _scann(points, int(k), int(seed), progbar)
         if metric == "cosine":
             distances = distances**2 / 2
-        return cls(indices, distances, method, metric, fingerprint(x))
+        return cls(indices, distances, method, metric, fingerprint(rows), checksums)
 
     def recall(self, x, sample: int = 1000, seed: int = 0, features=None) -> float:
         """Recall@k against exact search over `sample` random points of x.
@@ -293,47 +344,85 @@ class NeighborGraph:
         the graph lists, averaged; 1.0 for an exact graph. Pass the same
         `features` the graph was built with, if any.
         """
-        x = float_array(x)
-        self.check_data(x)
-        points = _points(x, features, self.metric)
+        rows = Rows(x)
+        self.check_data(rows)
+        points, _ = _points(rows, features, self.metric, verbose=0)
         rng = np.random.default_rng(seed)
-        rows = np.sort(rng.choice(self.num_points, min(sample, self.num_points), replace=False))
-        exact, _ = _exact(points, rows, self.k)
-        hits = [np.intersect1d(a, b).size for a, b in zip(self.indices[rows], exact)]
+        sample = np.sort(rng.choice(self.num_points, min(sample, self.num_points), replace=False))
+        exact, _ = _exact(points, sample, self.k)
+        hits = [np.intersect1d(a, b).size for a, b in zip(self.indices[sample], exact)]
         return float(np.mean(hits)) / self.k
 
     def check_data(self, x) -> None:
-        """Raise ValueError unless x is the data this graph was built on."""
-        x = np.asarray(x)
-        if len(x) != self.num_points:
+        """Raise ValueError unless x (or its `Rows`) is the data this graph was built on."""
+        rows = x if isinstance(x, Rows) else Rows(x)
+        if len(rows) != self.num_points:
             raise ValueError(
-                f"The graph was built on {self.num_points} points but x has "
-                f"{len(x)}; build the graph on this x (NeighborGraph.build(x))."
+                f"The graph was built on {self.num_points} points but {rows.name} has "
+                f"{len(rows)}; build the graph on this {rows.name} (NeighborGraph.build)."
             )
-        if fingerprint(x) != self.fingerprint:
+        if fingerprint(rows) != self.fingerprint:
             raise ValueError(
-                f"The graph was built on different data than x (shape "
-                f"{x.shape}): fingerprints differ. Build the graph on this x "
-                f"(NeighborGraph.build(x))."
+                f"The graph was built on different data than {rows.name} (shape "
+                f"{tuple(rows.shape)}): fingerprints differ. Build the graph on this "
+                f"{rows.name} (NeighborGraph.build)."
+            )
+
+    def check_rows(self, ids: np.ndarray, rows: np.ndarray) -> None:
+        """Raise ValueError unless rows (b, ...) are the rows ids (b,) the graph was built on."""
+        if self.checksums is None:
+            return
+        changed = np.flatnonzero(row_checksums(rows) != self.checksums[ids])
+        if changed.size:
+            raise ValueError(
+                f"Row {int(ids[changed[0]])} of x (and {changed.size - 1} more of this "
+                f"batch) changed after the graph was built: its checksum differs. "
+                f"Rebuild the graph on the current data."
             )
 
     def save(self, path: str) -> None:
-        """Write indices, distances, method, metric and fingerprint to one .npz file at path."""
+        """Write the graph to one uncompressed .npz file at path (memory-mappable by `load`)."""
+        arrays = dict(indices=self.indices, distances=self.distances, method=self.method,
+                      metric=self.metric, fingerprint=self.fingerprint)
+        if self.checksums is not None:
+            arrays["checksums"] = self.checksums
         with open(path, "wb") as f:
-            np.savez(
-                f,
-                indices=self.indices,
-                distances=self.distances,
-                method=self.method,
-                metric=self.metric,
-                fingerprint=self.fingerprint,
-            )
+            np.savez(f, **arrays)
 
     @classmethod
-    def load(cls, path: str, x=None) -> "NeighborGraph":
-        """Read a graph written by `save`; with x, refuse it unless built on x."""
+    def load(cls, path: str, x=None, mmap_mode: Optional[str] = None) -> "NeighborGraph":
+        """Read a graph written by `save`; with x, refuse it unless built on x.
+
+        mmap_mode="r" memory-maps indices, distances and checksums from the
+        file instead of reading them (as `np.load` does for .npy files).
+        """
         with np.load(path, allow_pickle=False) as f:
-            graph = cls(**{key: f[key] for key in f.files})
+            arrays = {key: f[key] for key in f.files if not (mmap_mode and key in _MEMORY_MAPPED)}
+        if mmap_mode:
+            arrays.update(_memory_map_npz(path, _MEMORY_MAPPED, mmap_mode))
+        graph = cls(**arrays)
         if x is not None:
             graph.check_data(x)
         return graph
+
+
+def _memory_map_npz(path: str, keys, mode: str) -> dict:
+    """The arrays named keys in an uncompressed .npz file, as np.memmap views of it."""
+    arrays = {}
+    with zipfile.ZipFile(path) as archive, open(path, "rb") as raw:
+        for info in archive.infolist():
+            key = info.filename[: -len(".npy")]
+            if key not in keys:
+                continue
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise ValueError(f"{path}: {info.filename} is compressed; it cannot be memory-mapped.")
+            raw.seek(info.header_offset + 26)  # zip local header: name and extra lengths
+            name_length, extra_length = struct.unpack("<HH", raw.read(4))
+            raw.seek(info.header_offset + 30 + name_length + extra_length)
+            version = np.lib.format.read_magic(raw)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}[version]
+            shape, fortran_order, dtype = read_header(raw)
+            arrays[key] = np.memmap(path, dtype, mode, raw.tell(), shape,
+                                    "F" if fortran_order else "C")
+    return arrays

@@ -9,7 +9,9 @@ import tensorflow as tf
 
 from keras_nrae import NeighborhoodReconstructionModel, NeighborGraph, neighborhood_dataset
 from keras_nrae.architectures import mlp_autoencoder
+from keras_nrae.arrays import Feature, to_float
 from keras_nrae.graph import fingerprint
+from test_arrays import DictSource, RandomAccess
 
 N, K = 40, 5
 
@@ -116,6 +118,98 @@ def test_same_seed_same_batches_new_epochs_new_draws():
     assert not np.array_equal(flat(epochs[0]), flat(epoch(other)))
 
 
+def images(n=N, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, 4, 3), dtype=np.uint8)
+
+
+def batches(ds):
+    return [(b["x"].numpy(), b["neighbors"].numpy()) for b in ds]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float16])
+def test_storage_dtypes_become_float32_per_batch(dtype):
+    stored = images().astype(dtype)
+    graph = NeighborGraph.build(stored, k=K, verbose=0)
+    ds = neighborhood_dataset(stored, graph, 8, neighbors_per_point=3)
+    assert ds.element_spec["x"] == tf.TensorSpec((8, 4, 3), tf.float32)
+    assert ds.element_spec["neighbors"] == tf.TensorSpec((8, 3, 4, 3), tf.float32)
+    converted = tf.image.convert_image_dtype(stored, tf.float32).numpy()
+    for centres, neighbors in batches(ds):
+        rows = [np.flatnonzero((converted == c).all(axis=(1, 2)))[0] for c in centres]
+        np.testing.assert_array_equal(centres, converted[rows])
+        np.testing.assert_array_equal(neighbors[:, 0], centres)
+        for row, drawn in zip(rows, neighbors[:, 1:]):
+            listed = converted[graph.indices[row]]
+            assert all((listed == d).all(axis=(1, 2)).any() for d in drawn)
+
+
+def test_memmap_and_random_access_sources_give_the_same_batches(tmp_path):
+    stored = images()
+    np.save(tmp_path / "x.npy", stored)
+    graph = NeighborGraph.build(stored, k=K, verbose=0)
+    sources = [np.load(tmp_path / "x.npy", mmap_mode="r"), RandomAccess(stored),
+               Feature(DictSource(stored), "image")]
+    expected = batches(neighborhood_dataset(stored, graph, 8, neighbors_per_point=3, seed=3))
+    for source in sources:
+        got = batches(neighborhood_dataset(source, graph, 8, neighbors_per_point=3, seed=3))
+        for (c1, n1), (c2, n2) in zip(expected, got):
+            np.testing.assert_array_equal(c1, c2)
+            np.testing.assert_array_equal(n1, n2)
+
+
+def test_h5py_dataset(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    stored = images()
+    with h5py.File(tmp_path / "x.h5", "w") as f:
+        f["images"] = stored
+    with h5py.File(tmp_path / "x.h5", "r") as f:
+        graph = NeighborGraph.build(f["images"], k=K, verbose=0)
+        got = batches(neighborhood_dataset(f["images"], graph, 8, seed=2))
+    expected = batches(neighborhood_dataset(stored, graph, 8, seed=2))
+    np.testing.assert_array_equal(np.stack([c for c, _ in got]), np.stack([c for c, _ in expected]))
+    np.testing.assert_array_equal(np.stack([n for _, n in got]), np.stack([n for _, n in expected]))
+
+
+def test_tfds_data_source():
+    tfds = pytest.importorskip("tensorflow_datasets")
+    with tfds.testing.mock_data(num_examples=N):
+        source = tfds.data_source("mnist", split="train")
+        mock = source.data_source  # tfds 4.9's mock __getitems__ misses self; read one by one
+        mock.__getitems__ = lambda keys: [mock[key] for key in keys]
+        x = Feature(source, "image")
+        stored = np.stack([source[i]["image"] for i in range(N)])
+        graph = NeighborGraph.build(x, k=K, verbose=0)
+        assert graph.fingerprint == fingerprint(stored)
+        converted = to_float(stored)
+        for centres, neighbors in batches(neighborhood_dataset(x, graph, 8, seed=0)):
+            assert centres.shape == (8, 28, 28, 1) and centres.dtype == np.float32
+            assert all((converted == c).all(axis=(1, 2, 3)).any() for c in centres)
+            np.testing.assert_array_equal(neighbors[:, 0], centres)
+
+
+def test_uint8_and_its_float_version_share_a_graph():
+    stored = images()
+    as_floats = stored / np.float32(255)  # keras_nrae.datasets.load_images' scaling
+    graph = NeighborGraph.build(stored, k=K, verbose=0)
+    graph.check_data(as_floats)
+    from_uint8 = batches(neighborhood_dataset(stored, graph, 8, seed=1))
+    from_floats = batches(neighborhood_dataset(as_floats, graph, 8, seed=1))
+    for (c1, n1), (c2, n2) in zip(from_uint8, from_floats):
+        np.testing.assert_allclose(c1, c2, rtol=1e-7)  # x * (1/255) vs x / 255: 1 ulp
+        np.testing.assert_allclose(n1, n2, rtol=1e-7)
+
+
+def test_a_row_changed_after_the_graph_was_built_is_an_error(tmp_path):
+    np.save(tmp_path / "x.npy", images())
+    x = np.load(tmp_path / "x.npy", mmap_mode="r+")
+    graph = NeighborGraph.build(x, k=K, verbose=0)
+    ds = neighborhood_dataset(x, graph, 8, neighbors_per_point=2, shuffle=False)
+    x[5, 1, 2] ^= 1  # after the dataset checked the fingerprint
+    x.flush()
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Row 5 of x .*changed after the graph"):
+        batches(ds)
+
+
 def test_distribute_dataset():
     x = indexed_data()
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
@@ -142,13 +236,13 @@ def test_fit_end_to_end():
 @pytest.mark.parametrize(
     "x, kwargs, error, match",
     [
-        (indexed_data().astype(np.uint8), {}, TypeError, "scale images"),
+        (indexed_data().astype(np.int16), {}, TypeError, "storage dtypes"),
         (indexed_data(n=N - 1), {}, ValueError, f"built on {N} points but x has {N - 1}"),
         (indexed_data() + 1, {}, ValueError, "different data"),
         (indexed_data(), {"neighbors_per_point": K + 2}, ValueError, "replace=True"),
         (indexed_data(), {"neighbors_per_point": K + 1, "include_center": False}, ValueError, "k=5"),
         (indexed_data(), {"batch_size": N + 1}, ValueError, "no batch"),
-        (indexed_data(), {"batch_size": 0}, ValueError, "batch_size must be a positive"),
+        (indexed_data(), {"batch_size": 0}, ValueError, "batch_size must be an integer >= 1"),
         (indexed_data(), {"neighbors_per_point": 0}, ValueError, "neighbors_per_point must"),
     ],
 )

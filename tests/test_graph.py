@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from keras_nrae import arrays
 from keras_nrae import graph as graph_lib
 from keras_nrae.graph import NeighborGraph
 
@@ -106,9 +107,10 @@ def test_auto_picks_exact_for_small_data():
 
 
 def test_progress_bar_is_silenced_by_verbose_0(monkeypatch, capsys):
-    monkeypatch.setattr(graph_lib, "_PROGRESS_MIN_POINTS", 10)
+    monkeypatch.setattr(arrays, "_PROGRESS_MIN_POINTS", 10)
     NeighborGraph.build(random_data(n=50), k=3, verbose=1)
-    assert "50/50" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "reading x" in out and "exact 3-NN search" in out and "50/50" in out
     NeighborGraph.build(random_data(n=50), k=3, verbose=0)
     assert capsys.readouterr().out == ""
 
@@ -131,14 +133,63 @@ def test_save_load_round_trip_and_fingerprint(tmp_path):
         NeighborGraph.load(path, x=data[:59])
 
 
+def test_uint8_memmap_and_chunked_reads_give_the_graph_of_the_floats(tmp_path, monkeypatch):
+    pixels = np.random.default_rng(0).integers(0, 256, (300, 6, 5), dtype=np.uint8)
+    np.save(tmp_path / "x.npy", pixels)
+    floats = arrays.to_float(pixels)
+    expected = NeighborGraph.build(floats, k=6, verbose=0)
+    np.testing.assert_array_equal(expected.indices, brute_force(floats, 6)[0])
+    monkeypatch.setattr(arrays, "_CHUNK_BYTES", 8 * 30 * 37)  # 37 rows a chunk
+    for x in [pixels, np.load(tmp_path / "x.npy", mmap_mode="r")]:
+        graph = NeighborGraph.build(x, k=6, verbose=0)
+        np.testing.assert_array_equal(graph.indices, expected.indices)
+        np.testing.assert_array_equal(graph.distances, expected.distances)
+        np.testing.assert_array_equal(graph.checksums, expected.checksums)
+        assert graph.fingerprint == expected.fingerprint
+
+
+def test_memmapped_features(tmp_path):
+    data = random_data(n=200)
+    features = np.random.default_rng(1).normal(size=(200, 4)).astype(np.float32)
+    np.save(tmp_path / "f.npy", features)
+    graph = NeighborGraph.build(data, k=4, features=np.load(tmp_path / "f.npy", mmap_mode="r"),
+                                verbose=0)
+    np.testing.assert_array_equal(graph.indices, brute_force(features, 4)[0])
+
+
+def test_save_and_load_memory_mapped(tmp_path):
+    data = random_data(n=60)
+    graph = NeighborGraph.build(data, k=4, verbose=0)
+    path = str(tmp_path / "graph.npz")
+    graph.save(path)
+    loaded = NeighborGraph.load(path, x=data, mmap_mode="r")
+    for name in ("indices", "distances", "checksums"):
+        array = getattr(loaded, name)
+        assert isinstance(array.base, np.memmap) or isinstance(array, np.memmap), name
+        np.testing.assert_array_equal(array, getattr(graph, name))
+    assert (loaded.method, loaded.metric, loaded.fingerprint) == (
+        graph.method, graph.metric, graph.fingerprint)
+
+
+def test_non_finite_rows_are_named_across_chunks(monkeypatch):
+    monkeypatch.setattr(arrays, "_CHUNK_BYTES", 8 * 15 * 4)  # 4 rows a chunk
+    data = random_data(n=20)
+    data[13, 2, 4] = np.nan
+    with pytest.raises(ValueError, match="x contains NaN or Inf, first in row 13"):
+        NeighborGraph.build(data, k=3, verbose=0)
+
+
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
         ({"x": random_data(n=10), "k": 10}, ValueError, r"1 <= k < N = 10"),
         ({"x": random_data(n=10), "k": 0}, ValueError, r"1 <= k < N"),
         ({"x": random_data(n=1), "k": 1}, ValueError, "at least 2 points, got 1"),
-        ({"x": np.zeros((5, 3), np.uint8), "k": 2}, TypeError, "scale images"),
-        ({"x": np.array([["a"], ["b"], ["c"]]), "k": 1}, TypeError, "floating-point"),
+        ({"x": np.zeros((5, 3), np.int8), "k": 2}, TypeError, "storage dtypes"),
+        ({"x": np.array([["a"], ["b"], ["c"]]), "k": 1}, TypeError, "storage dtypes"),
+        ({"x": np.zeros(5), "k": 2}, ValueError, r"one point per row.*got shape \(5,\)"),
+        ({"x": np.zeros((6, 5)).T, "k": 2}, ValueError, "rows are not contiguous"),
+        ({"x": 3.0, "k": 2}, TypeError, "random-access source"),
         ({"x": random_data(n=10), "k": 2, "method": "kd"}, ValueError, "method must be"),
         ({"x": random_data(n=10), "k": 2, "metric": "l1"}, ValueError, "metric must be"),
         ({"x": random_data(n=10), "k": 2, "features": np.ones((9, 2))}, ValueError, "features must be"),

@@ -1,8 +1,9 @@
-"""README.md's quick start and manifold-learning blocks run as written (on less data, one epoch)."""
+"""README.md's quick start, manifold-learning and large-data blocks run as written (on less data, one epoch)."""
 
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -46,3 +47,20 @@ def test_manifold_learning_block_runs(tmp_path, monkeypatch):
     exec(compile(shrunk(python_block("## For manifold learning"), shrink), "README.md", "exec"), namespace)
     assert namespace["Z"].shape == (60, 2) and namespace["X_back"].shape == (60, 3)
     assert (tmp_path / "nrae_export").is_dir()
+
+
+def test_large_dataset_path_runs(tmp_path, monkeypatch):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "photos").mkdir()
+    for i in range(40):
+        pixels = rng.integers(0, 256, (80, 72, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(tmp_path / "photos" / f"{i:02d}.png")
+    code = shrunk(python_block("**A worked path**"), {"batch_size=128": "batch_size=8"})
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    x = namespace["x"]
+    assert isinstance(x, np.memmap) and x.shape == (40, 64, 64, 3) and x.dtype == np.uint8
+    assert (tmp_path / "photos-graph.npz").exists()
