@@ -129,7 +129,8 @@ def train_model(
         model = Autoencoder(encoder, decoder)
     else:
         model = NeighborhoodReconstructionModel(
-            encoder, decoder, order=_ORDERS[variant], kernel=kernels.Binary(settings.lam)
+            encoder, decoder, order=_ORDERS[variant], kernel=kernels.Binary(settings.lam),
+            include_center=settings.include_center,
         )
     model.compile(keras.optimizers.Adam(settings.learning_rate))
     steps = settings.epochs * (len(x) // min(settings.batch_size, len(x)))
