@@ -2,7 +2,9 @@
 
 Everything here relies on Keras 3 details that have no public API;
 `tests/test_keras_compat.py` pins each of them to the Keras versions in
-`TESTED_KERAS`, so that an upgrade that changes one fails loudly there.
+`TESTED_KERAS`, so that an upgrade that changes one fails loudly there. The
+last section works around keras-team/keras#20585 (`fit` under
+`MultiWorkerMirroredStrategy`), for the hooks `Autoencoder` overrides.
 """
 
 import functools
