@@ -72,6 +72,9 @@ def test_the_trainer_hooks_the_model_overrides_keep_their_signatures():
     for name, parameters in hooks.items():
         hook = getattr(tf_trainer.TensorFlowTrainer, name)
         assert list(inspect.signature(hook).parameters) == parameters, name
+    trainer = tf_trainer.TensorFlowTrainer
+    assert "self._maybe_symbolic_build(iterator=epoch_iterator)" in inspect.getsource(trainer.fit)
+    assert "self._make_function(self.train_step)" in inspect.getsource(trainer.make_train_function)
 
 
 def test_keras_reduces_step_outputs_of_several_workers_with_a_mean_over_axis_0():
