@@ -2,12 +2,17 @@
 
 Everything here relies on Keras 3 details that have no public API;
 `tests/test_keras_compat.py` pins each of them to the Keras versions in
-`TESTED_KERAS`, so that an upgrade that changes one fails loudly there.
+`TESTED_KERAS`, so that an upgrade that changes one fails loudly there. The
+last section works around keras-team/keras#20585 (`fit` under
+`MultiWorkerMirroredStrategy`), for the hooks `Autoencoder` overrides.
 """
 
-from typing import List, Optional
+import functools
+from typing import Any, Callable, List, Optional
 
 import keras
+import tensorflow as tf
+from keras.src.backend.tensorflow import trainer as tf_trainer
 from keras.src.models.functional import Functional  # keras.Model(inputs, outputs); no public name
 
 TESTED_KERAS = ">=3.10,<3.16"
@@ -44,3 +49,48 @@ def clear_losses(layer: keras.layers.Layer) -> None:
     """Forget the `add_loss` terms (activity regularizers included) that layer and
     its sublayers hold from earlier calls, as Keras does when a call begins."""
     layer._clear_losses()
+
+
+# -- MultiWorkerMirroredStrategy in Keras' TensorFlow trainer (keras-team/keras#20585) ----------
+
+
+def first_replica_batch(strategy: tf.distribute.Strategy, epoch_iterator) -> Any:
+    """The first batch of a Keras epoch iterator, each leaf as this worker's first replica holds it.
+
+    Keras' `_maybe_symbolic_build` draws one batch to build the model from
+    shapes, and merges its per-replica values with `strategy.reduce("MEAN",
+    batch, axis=None)`; under `MultiWorkerMirroredStrategy` that reduction
+    refuses a dict ("Attempt to convert a value ({'x': PerReplica…}) to a
+    Tensor"). One replica's value has the same shape and dtype, and needs no
+    communication between workers.
+    """
+    for _, _, iterator in epoch_iterator:
+        return tf.nest.map_structure(
+            lambda value: strategy.experimental_local_results(value)[0], next(iterator)
+        )
+    raise ValueError("The dataset is empty: no batch to build the model from.")
+
+
+def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    """True where Keras reduces step outputs across workers (`reduce_per_replica`)."""
+    return tf_trainer._collective_all_reduce_multi_worker(strategy)
+
+
+def reducible_step(strategy: tf.distribute.Strategy, step: Callable) -> Callable:
+    """`step` whose scalar outputs have shape (1,) under several workers, else `step` itself.
+
+    Keras' `reduce_per_replica` averages each step output of a multi-worker
+    strategy with `strategy.reduce("MEAN", v, axis=0)`, which fails on the
+    scalars every step returns (its metrics). On shape (1,) it is the scalar
+    mean over replicas, Σ_r v_r / R, which is what one worker's logs show.
+    """
+    if not is_multi_worker(strategy):
+        return step
+
+    @functools.wraps(step)
+    def step_with_vector_scalars(data):
+        return tf.nest.map_structure(
+            lambda v: tf.reshape(v, [1]) if v.shape.rank == 0 else v, step(data)
+        )
+
+    return step_with_vector_scalars

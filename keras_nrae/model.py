@@ -187,6 +187,18 @@ class Autoencoder(keras.Model):
             kwargs.setdefault("shuffle", False)
         return super().fit(x, *args, **kwargs)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Keras', built from one replica's batch (works under several workers; see `_keras_compat`)."""
+        if iterator is not None and self._distribute_strategy is not None:
+            data_batch = compat.first_replica_batch(self.distribute_strategy, iterator)
+        super()._maybe_symbolic_build(data_batch=data_batch)
+
+    def _make_function(self, step_function):
+        """Keras', with step outputs its multi-worker reduction takes (see `_keras_compat`)."""
+        return super()._make_function(
+            compat.reducible_step(self.distribute_strategy, step_function)
+        )
+
     def compile_from_config(self, config):
         """Recompile a loaded model (Keras skips models that override compile)."""
         self.compile(**keras.saving.deserialize_keras_object(config))

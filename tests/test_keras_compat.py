@@ -3,11 +3,14 @@
 When a Keras upgrade breaks one of these, this module fails first and names it.
 """
 
+import inspect
 import re
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
+from keras.src.backend.tensorflow import trainer as tf_trainer
 
 from keras_nrae import _keras_compat as compat
 
@@ -58,3 +61,49 @@ def test_layers_have_the_attributes_the_taylor_rules_read(layer_class):
     layer = layer_class(2, 3) if layer_class is keras.layers.Conv2D else layer_class(2)
     for name in ("quantization_mode", "activation", "activity_regularizer", "compute_dtype"):
         assert hasattr(layer, name), name
+
+
+# -- MultiWorkerMirroredStrategy (keras-team/keras#20585) ------------------------------
+
+
+def test_the_trainer_hooks_the_model_overrides_keep_their_signatures():
+    hooks = {"_maybe_symbolic_build": ["self", "iterator", "data_batch"],
+             "_make_function": ["self", "step_function"]}
+    for name, parameters in hooks.items():
+        hook = getattr(tf_trainer.TensorFlowTrainer, name)
+        assert list(inspect.signature(hook).parameters) == parameters, name
+    trainer = tf_trainer.TensorFlowTrainer
+    assert "self._maybe_symbolic_build(iterator=epoch_iterator)" in inspect.getsource(trainer.fit)
+    assert "self._make_function(self.train_step)" in inspect.getsource(trainer.make_train_function)
+
+
+def test_keras_reduces_step_outputs_of_several_workers_with_a_mean_over_axis_0():
+    source = inspect.getsource(tf_trainer.reduce_per_replica)
+    assert 'strategy.reduce("MEAN", v, axis=0)' in source
+    assert "_collective_all_reduce_multi_worker(strategy)" in source
+    assert "reduce_per_replica(" in inspect.getsource(tf_trainer.TensorFlowTrainer._make_function)
+    assert not compat.is_multi_worker(tf.distribute.get_strategy())
+    assert not compat.is_multi_worker(tf.distribute.MirroredStrategy(["/cpu:0"]))
+
+
+def test_reducible_step_gives_scalars_shape_1_only_under_several_workers(monkeypatch):
+    strategy = tf.distribute.get_strategy()
+    step = lambda data: {"loss": tf.reduce_mean(data), "rows": data}
+    assert compat.reducible_step(strategy, step) is step
+    monkeypatch.setattr(compat, "is_multi_worker", lambda _: True)
+    data = tf.constant([1.0, 2.0, 6.0])
+    outputs = compat.reducible_step(strategy, step)(data)
+    assert outputs["loss"].shape == (1,) and outputs["rows"].shape == (3,)
+    assert float(strategy.reduce("MEAN", outputs["loss"], axis=0)) == 3.0
+
+
+def test_first_replica_batch_takes_each_leaf_from_keras_epoch_iterator():
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    x = np.arange(24, dtype="float32").reshape(6, 4)
+    dataset = tf.data.Dataset.from_tensor_slices({"x": x, "neighbors": x[:, None]}).batch(3)
+    epoch_iterator = tf_trainer.TFEpochIterator(
+        x=dataset, distribute_strategy=strategy, steps_per_execution=1
+    )
+    batch = compat.first_replica_batch(strategy, epoch_iterator)
+    np.testing.assert_array_equal(batch["x"], x[:3])
+    assert batch["neighbors"].shape == (3, 1, 4)
