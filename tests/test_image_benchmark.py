@@ -52,6 +52,17 @@ def test_smoke_run_selects_on_validation_before_seeing_test(tmp_path, monkeypatc
     assert "| NRAE (best) vs AE |" in report
     assert (out / "image_benchmark.md").read_text() == report
 
+    # Run again on the same folder: every cell resumes from cells.jsonl, nothing trains.
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished cell was trained again")
+
+    for name in ("select_nrae", "train_nrae", "train_baseline"):
+        monkeypatch.setattr(image_benchmark, name, no_training)
+    resumed = image_benchmark.main(
+        [str(tmp_path / "tiny.npz"), "--smoke", "--seeds", "0", "--out", str(out)]
+    )
+    assert resumed == report
+
 
 def test_training_subset_is_a_fixed_permutation_prefix():
     x = np.arange(50.0)[:, None]

@@ -29,7 +29,9 @@ Results: a Markdown table of mean ± std over seeds and a CSV with one row per
 import argparse
 import csv
 import dataclasses
+import functools
 import itertools
+import json
 import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -272,48 +274,93 @@ def select_nrae(
     return best
 
 
+class CellStore:
+    """Finished cells in a JSON-lines file, so that a killed run resumes where it stopped.
+
+    Each line is {"config": repr(BenchmarkConfig), "key": ..., "value": ...}:
+    an NRAE selection ("selection/<dataset>/<size>") or a row
+    ("row/<dataset>/<size>/<model>/<seed>"). Lines written under another
+    config are ignored; path None keeps nothing.
+    """
+
+    def __init__(self, path: Optional[Path], config: BenchmarkConfig):
+        self.path, self.config, self.values = path, repr(config), {}
+        if path is not None and path.is_file():
+            for line in path.read_text().splitlines():
+                entry = json.loads(line)
+                if entry["config"] == self.config:
+                    self.values[entry["key"]] = entry["value"]
+
+    def get(self, key: str):
+        return self.values.get(key)
+
+    def put(self, key: str, value) -> None:
+        self.values[key] = value
+        if self.path is not None:
+            with open(self.path, "a") as f:
+                f.write(json.dumps({"config": self.config, "key": key, "value": value}) + "\n")
+
+
+def _selection(x_train, dataset, size, config, log, store: CellStore) -> Dict[int, NraeSettings]:
+    key = f"selection/{dataset}/{size}"
+    if store.get(key) is None:
+        chosen = select_nrae(x_train, config, log)
+        store.put(key, [dataclasses.asdict(s) for s in chosen.values()])
+    chosen = {s["order"]: NraeSettings(**s) for s in store.get(key)}
+    for settings in chosen.values():
+        log(
+            f"  chose {NRAE_NAMES[settings.order]}: k={settings.k}, lam={settings.lam:g} "
+            f"(validation mse {settings.validation_mse:.5f})"
+        )
+    return chosen
+
+
 def benchmark_dataset(
     dataset: str,
     size: str,
     seeds: Sequence[int],
     config: BenchmarkConfig,
     log: Callable[[str], None] = print,
+    store: Optional[CellStore] = None,
 ) -> Tuple[List[dict], Dict[int, NraeSettings]]:
     """Rows {dataset, size, model, seed, test_mse, status, seconds} and the NRAE settings chosen.
 
     status is "ok", "diverged" (test_mse NaN) or, for an NRAE order none of
     whose validation runs converged, "no converged setting" (not trained).
+    Cells already in `store` are taken from it, not trained again.
     """
+    store = store or CellStore(None, config)
     x_train = training_subset(load_split(dataset, "train"), size, config.small_size)
     log(f"{dataset}-{size}: {len(x_train)} training images; selecting NRAE settings on validation")
-    chosen = select_nrae(x_train, config, log)
-    for settings in chosen.values():
-        log(
-            f"  chose {NRAE_NAMES[settings.order]}: k={settings.k}, lam={settings.lam:g} "
-            f"(validation mse {settings.validation_mse:.5f})"
-        )
+    chosen = _selection(x_train, dataset, size, config, log, store)
     x_test = load_split(dataset, "test")
-    graphs = {k: NeighborGraph.build(x_train, k=k, verbose=0) for k in {s.k for s in chosen.values()}}
-    targets = grae_targets(x_train, config) if "GRAE" in MODEL_NAMES else None
+    # Built when a cell first needs them: resumed cells need neither.
+    graph = functools.lru_cache()(lambda k: NeighborGraph.build(x_train, k=k, verbose=0))
+    targets = functools.lru_cache()(lambda: grae_targets(x_train, config))
     rows = []
     for seed in seeds:
         for name in MODEL_NAMES:
-            start = time.perf_counter()
-            mse, status = float("nan"), "no converged setting"
-            if name not in NRAE_ORDERS:
-                model = train_baseline(name, x_train, config, seed, targets=targets)
-            elif NRAE_ORDERS[name] in chosen:
-                s = chosen[NRAE_ORDERS[name]]
-                model = train_nrae(x_train, s.order, s.k, s.lam, config, seed, graphs[s.k])
-            else:
-                model = None
-            if model is not None:
-                mse = _score(model, x_test)
-                status = "ok" if np.isfinite(mse) else "diverged"
-            seconds = time.perf_counter() - start
-            log(f"  seed {seed}  {name:<7s} test mse {mse:.5f}  {status}  ({seconds:.0f} s)")
-            rows.append(dict(dataset=dataset, size=size, model=name, seed=seed, test_mse=mse,
-                             status=status, seconds=seconds))
+            key = f"row/{dataset}/{size}/{name}/{seed}"
+            if store.get(key) is None:
+                start = time.perf_counter()
+                mse, status = float("nan"), "no converged setting"
+                if name not in NRAE_ORDERS:
+                    grae = targets() if name == "GRAE" else None
+                    model = train_baseline(name, x_train, config, seed, targets=grae)
+                elif NRAE_ORDERS[name] in chosen:
+                    s = chosen[NRAE_ORDERS[name]]
+                    model = train_nrae(x_train, s.order, s.k, s.lam, config, seed, graph(s.k))
+                else:
+                    model = None
+                if model is not None:
+                    mse = _score(model, x_test)
+                    status = "ok" if np.isfinite(mse) else "diverged"
+                store.put(key, dict(dataset=dataset, size=size, model=name, seed=seed, test_mse=mse,
+                                    status=status, seconds=time.perf_counter() - start))
+            row = store.get(key)
+            log(f"  seed {seed}  {name:<7s} test mse {row['test_mse']:.5f}  {row['status']}  "
+                f"({row['seconds']:.0f} s)")
+            rows.append(row)
     return rows, chosen
 
 
@@ -380,11 +427,18 @@ def run(
     out_dir: Optional[str] = None,
     log: Callable[[str], None] = print,
 ) -> Tuple[List[dict], str]:
-    """Benchmark every (dataset, size); returns the rows and the Markdown table (also written to out_dir)."""
+    """Benchmark every (dataset, size); returns the rows and the Markdown table (also written to out_dir).
+
+    With out_dir, every finished cell is kept in out_dir/cells.jsonl: run the
+    same command again after an interruption and it resumes (`CellStore`).
+    """
+    if out_dir is not None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+    store = CellStore(None if out_dir is None else Path(out_dir) / "cells.jsonl", config)
     rows, chosen = [], {}
     for dataset, size in itertools.product(datasets, sizes):
         dataset_rows, chosen[f"{Path(dataset).stem}-{size}"] = benchmark_dataset(
-            dataset, size, seeds, config, log
+            dataset, size, seeds, config, log, store
         )
         rows += dataset_rows
     table = markdown_table(rows, chosen)
@@ -402,7 +456,6 @@ def run(
     )
     if out_dir is not None:
         out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
         write_csv(rows, out / "image_benchmark.csv")
         (out / "image_benchmark.md").write_text(report)
     return rows, report
