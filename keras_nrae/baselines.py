@@ -1,4 +1,4 @@
-"""The baselines of the paper's Table 1: AE, DAE, CAE, VAE and WAE-MMD.
+"""The baselines of the paper's Table 1: AE, DAE, CAE, VAE, WAE-MMD and GRAE.
 
 Every baseline is a `keras_nrae.model.Autoencoder`, and so keeps its Keras
 contract (`model.losses` in the loss, `training` flags, compiled metrics): same
@@ -6,26 +6,35 @@ contract (`model.losses` in the loss, `training` flags, compiled metrics): same
 are ignored), `encode` / `decode` / `save`, and `evaluate` reporting the
 per-pixel `reconstruction_mse`. Each changes only the training loss, whose
 reconstruction term is 1/B Σ_b ‖x_b − x̂_b‖² (summed over features) as for the
-plain AE and NRAE.
+plain AE and NRAE. GRAE also needs a target embedding per example, passed as
+Keras's y: `fit(x, target)`.
+
+SPAE (Chen et al., IEEE TNNLS 2021) is not here: its loss could not be pinned
+down from public material (README, "GRAE and SPAE").
 """
 
 from typing import Any, Optional, Tuple
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_nrae._checks import non_negative, positive
+from keras_nrae.graph import NeighborGraph
 from keras_nrae.model import Autoencoder, reconstruction_loss
 
 __all__ = [
     "Autoencoder",
     "ContractiveAutoencoder",
     "DenoisingAutoencoder",
+    "GeometryRegularizedAutoencoder",
     "VariationalAutoencoder",
     "WassersteinAutoencoder",
     "encode_with_jacobian_norm",
     "gaussian_kl",
     "inverse_multiquadric_mmd",
+    "spectral_embedding",
+    "target_embedding",
 ]
 
 
@@ -226,3 +235,101 @@ class WassersteinAutoencoder(_StochasticAutoencoder):
 
     def get_config(self):
         return {**super().get_config(), "weight": self.weight, "scale": self.scale}
+
+
+# -- GRAE: regression of the codes on a fixed target embedding ------------------
+
+
+def spectral_embedding(
+    graph: NeighborGraph, dim: int, iterations: int = 500, seed: int = 0
+) -> np.ndarray:
+    """(N, dim) diffusion-map coordinates D^{-1/2} u_2 … D^{-1/2} u_{dim+1} of a k-NN graph.
+
+    W is the symmetrised 0/1 adjacency (i ~ j if either lists the other), D its
+    degrees and u_1, u_2, … the eigenvectors of S = D^{-1/2} W D^{-1/2} by
+    decreasing eigenvalue (u_1 ∝ D^{1/2} 1 is dropped). They come from block
+    subspace iteration on (I + S)/2 with 2(dim + 1) vectors, re-orthonormalised
+    every 10 steps, and a final Rayleigh–Ritz step: sparse products only, no
+    dense N × N matrix.
+    """
+    n, rows = graph.num_points, np.repeat(np.arange(graph.num_points), graph.k)
+    pairs = np.unique(np.stack([np.r_[rows, graph.indices.ravel()],
+                                np.r_[graph.indices.ravel(), rows]], 1), axis=0)
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    scale = 1.0 / np.sqrt(np.bincount(pairs[:, 0], minlength=n))
+    s = tf.sparse.SparseTensor(pairs, scale[pairs[:, 0]] * scale[pairs[:, 1]], (n, n))
+    lazy_s = lambda v: 0.5 * (v + tf.sparse.sparse_dense_matmul(s, v).numpy())  # (I + S) v / 2
+
+    block = np.random.default_rng(seed).standard_normal((n, 2 * (dim + 1)))
+    for step in range(iterations):
+        block = lazy_s(block)
+        if step % 10 == 9:
+            block = np.linalg.qr(block)[0]
+    block = np.linalg.qr(block)[0]
+    values, vectors = np.linalg.eigh(block.T @ lazy_s(block))
+    top = block @ vectors[:, np.argsort(values)[::-1][1 : dim + 1]]
+    return scale[:, None] * top
+
+
+def target_embedding(
+    x, dim: int, method: str = "spectral", k: int = 10, seed: int = 0
+) -> np.ndarray:
+    """GRAE's target: a z-scored (N, dim) embedding of x (N, *shape), float32.
+
+    method "spectral" (default, no extra dependency): `spectral_embedding` of
+    x's k-NN graph. "phate": PHATE (`pip install keras-nrae[grae]`), what the
+    GRAE authors use. Each column is z-scored (mean 0, std 1), as they do.
+    """
+    x = np.asarray(x)
+    if method == "spectral":
+        embedding = spectral_embedding(NeighborGraph.build(x, k=k, verbose=0), dim, seed=seed)
+    elif method == "phate":
+        try:
+            import phate
+        except ImportError as error:
+            raise ImportError('target_embedding(method="phate") needs `pip install phate`.') from error
+        embedding = phate.PHATE(n_components=dim, knn=k, random_state=seed, verbose=0).fit_transform(
+            x.reshape(len(x), -1)
+        )
+    else:
+        raise ValueError(f'method must be "spectral" or "phate", got {method!r}.')
+    embedding = embedding - embedding.mean(0)
+    return (embedding / embedding.std(0)).astype(np.float32)
+
+
+@keras.saving.register_keras_serializable(package="keras_nrae")
+class GeometryRegularizedAutoencoder(Autoencoder):
+    """GRAE (Duque et al., 2020): loss 1/B Σ_b [‖x_b − f(g(x_b))‖² + weight · ‖g(x_b) − e_b‖²].
+
+    e_b is example b's row of a target embedding computed once before training
+    (`target_embedding`); train with `fit(x, targets)`, targets (N, d) aligned
+    with x (N, *shape), so Keras batches and shuffles them together. The
+    authors' loss is per-pixel MSE + λ · per-dimension MSE with λ = 100; in
+    this sum-over-features convention that is weight = λ · D / d for D pixels
+    and d latent units.
+
+    Args:
+      encoder, decoder: as for `Autoencoder`.
+      weight: weight of the embedding term.
+    """
+
+    def __init__(self, encoder, decoder, weight: float = 1.0, **kwargs):
+        self.weight = non_negative(weight, "weight")
+        super().__init__(encoder, decoder, **kwargs)
+
+    def _training_loss(self, x, neighbors, targets):
+        if targets is None:
+            raise ValueError(
+                "GeometryRegularizedAutoencoder trains on (x, target embedding) "
+                "pairs: call fit(x, targets) with targets (N, d) from target_embedding()."
+            )
+        return self._plain_loss(x, targets)
+
+    def _plain_loss(self, x, targets):
+        z = self.encoder(x, training=True)
+        regression = tf.reduce_mean(tf.reduce_sum(tf.square(z - tf.cast(targets, z.dtype)), axis=-1))
+        x_hat = self.decoder(z, training=True)
+        return reconstruction_loss(x, x_hat) + self.weight * tf.cast(regression, x.dtype), x_hat
+
+    def get_config(self):
+        return {**super().get_config(), "weight": self.weight}

@@ -9,18 +9,54 @@
      `t10k-images-idx3-ubyte[.gz]`) or `<name>.npz` with uint8
      `x_train` / `x_test`; `data_dir` may also be such an `.npz` file;
   3. `tfds.load(name)` with download.
+
+Whatever the source, the images of a name in `IMAGE_FORMATS` are converted to
+that format (the one the paper's Table 1 uses), unless they already have its
+shape (e.g. a local `.npz` written in the benchmark format):
+
+  mnist, fashion_mnist, kmnist      28×28×1, as they are
+  cifar10, cifar100, svhn_cropped   32×32×3, as they are
+  omniglot   tfds gives 105×105×3 black strokes on white: channel mean,
+             inverted (strokes 1, background 0), area-resized to 28×28×1
+  celeb_a    tfds gives 218×178×3: centre 140×140 crop, area-resized to 64×64×3
+
+Other names are returned as they are.
 """
 
+import dataclasses
 import gzip
 import os
 from pathlib import Path
-from typing import List, Optional
+from typing import Iterable, List, Optional, Tuple
 
 import numpy as np
 
 DATA_ENV_VAR = "KERAS_NRAE_DATA"
 _IDX_PREFIX = {"train": "train", "test": "t10k"}
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_CHUNK = 1000  # images converted at a time
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageFormat:
+    """Target per-image shape (H, W, C) and how to get there from the source images.
+
+    Applied in this order: `grey` (mean over channels), `invert` (1 − x),
+    `crop` (centre square of that side), then an area resize to (H, W).
+    """
+
+    shape: Tuple[int, int, int]
+    grey: bool = False
+    invert: bool = False
+    crop: Optional[int] = None
+
+
+IMAGE_FORMATS = {
+    **dict.fromkeys(("mnist", "fashion_mnist", "kmnist"), ImageFormat((28, 28, 1))),
+    **dict.fromkeys(("cifar10", "cifar100", "svhn_cropped"), ImageFormat((32, 32, 3))),
+    "omniglot": ImageFormat((28, 28, 1), grey=True, invert=True),
+    "celeb_a": ImageFormat((64, 64, 3), crop=140),
+}
 
 
 def read_idx(path) -> np.ndarray:
@@ -46,6 +82,50 @@ def _as_images(pixels: np.ndarray) -> np.ndarray:
     return pixels.astype(np.float32) / 255.0
 
 
+def to_format(images: np.ndarray, image_format: ImageFormat) -> np.ndarray:
+    """float32 images (N, H, W, C) in [0, 1] -> (N, *image_format.shape), as `ImageFormat` says.
+
+    Images that already have the target shape are returned unchanged.
+    """
+    if images.shape[1:] == image_format.shape:
+        return images
+    import tensorflow as tf
+
+    x = tf.convert_to_tensor(images)
+    if image_format.grey:
+        x = tf.reduce_mean(x, axis=-1, keepdims=True)
+    if image_format.invert:
+        x = 1.0 - x
+    if image_format.crop is not None:
+        side, (height, width) = image_format.crop, x.shape[1:3]
+        if side > min(height, width):
+            raise ValueError(f"Cannot crop {side}×{side} from {height}×{width} images.")
+        top, left = (height - side) // 2, (width - side) // 2
+        x = x[:, top : top + side, left : left + side]
+    if x.shape[-1] != image_format.shape[-1]:
+        raise ValueError(
+            f"Images of shape {images.shape[1:]} do not convert to {image_format.shape}: "
+            f"{x.shape[-1]} channels after the conversion."
+        )
+    x = tf.image.resize(x, image_format.shape[:2], method="area")
+    return tf.clip_by_value(x, 0.0, 1.0).numpy()
+
+
+def _chunks(pixels: np.ndarray) -> List[np.ndarray]:
+    """pixels in slices of `_CHUNK` images (one empty slice for no images)."""
+    return [pixels[i : i + _CHUNK] for i in range(0, max(len(pixels), 1), _CHUNK)]
+
+
+def _convert(name: str, batches: Iterable[np.ndarray]) -> np.ndarray:
+    """uint8 batches (n, H, W[, C]) -> one float32 array in `IMAGE_FORMATS[name]` (if listed)."""
+    image_format = IMAGE_FORMATS.get(name)
+    converted = [
+        _as_images(batch) if image_format is None else to_format(_as_images(batch), image_format)
+        for batch in batches
+    ]
+    return np.concatenate(converted)
+
+
 def _folders(name: str, data_dir: Optional[str]) -> List[Path]:
     roots = [Path(__file__).resolve().parents[1], Path.cwd()]
     roots = [root / ".." / "shared" / "data" for root in roots]
@@ -65,26 +145,28 @@ def _load_local(name: str, split: str, folder: Path) -> Optional[np.ndarray]:
         for suffix in (".gz", ""):
             idx = folder / f"{_IDX_PREFIX[split]}-images-idx3-ubyte{suffix}"
             if idx.is_file():
-                return _as_images(read_idx(idx))
+                return _convert(name, _chunks(read_idx(idx)))
         npz = folder / f"{name}.npz"
     if not npz.is_file():
         return None
     with np.load(npz, allow_pickle=False) as f:
-        return _as_images(f[f"x_{split}"])
+        return _convert(name, _chunks(f[f"x_{split}"]))
+
 
 
 def _load_tfds(name: str, split: str, data_dir: Optional[str], download: bool) -> np.ndarray:
     import tensorflow_datasets as tfds
 
     examples = tfds.load(name, split=split, data_dir=data_dir, download=download)
-    batches = examples.map(lambda example: example["image"]).batch(10_000)
-    return _as_images(np.concatenate(list(tfds.as_numpy(batches))))
+    batches = examples.map(lambda example: example["image"]).batch(_CHUNK)
+    return _convert(name, tfds.as_numpy(batches))
 
 
 def load_images(name: str, split: str = "train", data_dir: Optional[str] = None) -> np.ndarray:
-    """float32 images (N, H, W, C) in [0, 1] of dataset `name` ("mnist", "fashion_mnist", ...).
+    """float32 images (N, H, W, C) in [0, 1] of dataset `name` ("mnist", "celeb_a", ...).
 
-    Sources are tried in the order of the module docstring; when none has the
+    Sources are tried in the order of the module docstring, and names in
+    `IMAGE_FORMATS` converted to their format; when none has the
     data, the FileNotFoundError lists every source and path tried.
     """
     if split not in _IDX_PREFIX:

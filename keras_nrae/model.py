@@ -146,10 +146,11 @@ class Autoencoder(keras.Model):
 
     # -- the loss --------------------------------------------------------------
 
-    def _training_loss(self, x, neighbors) -> Tuple[tf.Tensor, tf.Tensor]:
+    def _training_loss(self, x, neighbors, targets) -> Tuple[tf.Tensor, tf.Tensor]:
         """(own training loss, centres' reconstruction (B, *shape)) with training=True.
 
-        Neighbours, if any, are ignored: the loss is `_plain_loss(x)`.
+        Neighbours and targets (the y of `fit(x, y)`), if any, are ignored: the
+        loss is `_plain_loss(x)`.
         """
         return self._plain_loss(x)
 
@@ -218,10 +219,11 @@ class Autoencoder(keras.Model):
     def train_step(self, data):
         x, neighbors = _split_batch(data)
         _check_batch(x, neighbors)
+        targets = keras.utils.unpack_x_y_sample_weight(data)[1]
         variables = self.trainable_variables
         with tf.GradientTape() as tape:
             compat.clear_losses(self)
-            loss, x_hat = self._training_loss(x, neighbors)
+            loss, x_hat = self._training_loss(x, neighbors, targets)
             loss = self._with_added_losses(loss)
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             scaled = self.optimizer.scale_loss(loss / replicas)
@@ -363,9 +365,9 @@ class NeighborhoodReconstructionModel(Autoencoder):
             loss = _refuse_unless_center_first(x, neighbors, loss)
         return loss, x_hat
 
-    def _training_loss(self, x, neighbors):
+    def _training_loss(self, x, neighbors, targets):
         if neighbors is None:
-            return super()._training_loss(x, neighbors)
+            return super()._training_loss(x, neighbors, targets)
         return self._neighborhood_loss(x, neighbors, training=True)
 
     def _test_loss(self, x, neighbors):

@@ -49,3 +49,16 @@ def with_random_biases(model, seed=7):
         if getattr(layer, "bias", None) is not None:
             layer.bias.assign(rng.normal(scale=0.5, size=layer.bias.shape))
     return model
+
+
+def nested_forward_terms(fn, primal, tangents):
+    """(f(p), J t, tᵀ H t) per slot by nested ForwardAccumulators, one slot at a time: (B, M, ...)."""
+    firsts, seconds = [], []
+    for m in range(tangents.shape[1]):
+        with tf.autodiff.ForwardAccumulator(primal, tangents[:, m]) as outer:
+            with tf.autodiff.ForwardAccumulator(primal, tangents[:, m]) as inner:
+                value = fn(primal)
+            first = inner.jvp(value)
+        firsts.append(first.numpy())
+        seconds.append(outer.jvp(first).numpy())
+    return value.numpy(), np.stack(firsts, 1), np.stack(seconds, 1)

@@ -12,12 +12,16 @@ from keras_nrae.baselines import (
     Autoencoder,
     ContractiveAutoencoder,
     DenoisingAutoencoder,
+    GeometryRegularizedAutoencoder,
     VariationalAutoencoder,
     WassersteinAutoencoder,
     encode_with_jacobian_norm,
     gaussian_kl,
     inverse_multiquadric_mmd,
+    spectral_embedding,
+    target_embedding,
 )
+from keras_nrae.graph import NeighborGraph
 
 SHAPE, LATENT = (3, 4), 2
 
@@ -155,3 +159,61 @@ def test_bad_arguments_fail_early():
         WassersteinAutoencoder(*mlp_autoencoder(SHAPE, 3, hidden=(8,)), scale=0.0)
     with pytest.raises(ValueError, match="defines its own loss"):
         Autoencoder(*mlp_autoencoder(SHAPE, 3, hidden=(8,))).compile("adam", loss="mse")
+
+
+# -- GRAE --------------------------------------------------------------------------
+
+
+def test_grae_loss_matches_numpy_for_linear_maps():
+    rng = np.random.default_rng(7)
+    w_enc, w_dec = rng.normal(size=(4, 2)), rng.normal(size=(2, 4))
+    model = GeometryRegularizedAutoencoder(*_linear_pair(w_enc, w_dec), weight=0.7)
+    x = rng.normal(size=(6, 4)).astype("float32")
+    target = rng.normal(size=(6, 2)).astype("float32")
+    z = x @ w_enc
+    expected = np.mean(np.sum((x - z @ w_dec) ** 2, 1)) + 0.7 * np.mean(np.sum((z - target) ** 2, 1))
+    assert float(model._plain_loss(tf.constant(x), tf.constant(target))[0]) == pytest.approx(expected, rel=1e-5)
+
+
+def test_spectral_embedding_matches_dense_eigendecomposition():
+    x = np.random.default_rng(8).normal(size=(80, 3)).astype("float32")
+    graph = NeighborGraph.build(x, k=6, method="exact", verbose=0)
+    adjacency = np.zeros((80, 80))
+    adjacency[np.repeat(np.arange(80), 6), graph.indices.ravel()] = 1
+    adjacency = np.maximum(adjacency, adjacency.T)
+    degree = adjacency.sum(1)
+    values, vectors = np.linalg.eigh(adjacency / np.sqrt(np.outer(degree, degree)))
+    expected = vectors[:, np.argsort(values)[::-1][1:4]] / np.sqrt(degree)[:, None]
+    embedding = spectral_embedding(graph, 3)
+    for got, want in zip(embedding.T, expected.T):  # eigenvectors up to sign
+        cosine = got @ want / np.linalg.norm(got) / np.linalg.norm(want)
+        assert abs(cosine) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_target_embedding_is_z_scored_and_grae_fits_on_it(tmp_path):
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(9).uniform(size=(40, *SHAPE)).astype("float32")
+    target = target_embedding(x, LATENT, k=5)
+    assert target.shape == (40, LATENT) and target.dtype == np.float32
+    np.testing.assert_allclose(target.mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(target.std(0), 1, atol=1e-5)
+    model = GeometryRegularizedAutoencoder(*mlp_autoencoder(SHAPE, LATENT, hidden=(8,)), weight=2.0)
+    model.compile(keras.optimizers.Adam(1e-2))
+    history = model.fit(x, target, batch_size=8, epochs=2, verbose=0).history["loss"]
+    assert np.all(np.isfinite(history)) and history[-1] < history[0]
+    model.save(tmp_path / "grae.keras")
+    loaded = keras.saving.load_model(tmp_path / "grae.keras")
+    assert loaded.weight == 2.0
+    np.testing.assert_allclose(loaded(x), model(x), atol=1e-6)
+    with pytest.raises(ValueError, match="fit\\(x, targets\\)"):
+        model.fit(x, batch_size=8, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match='"spectral" or "phate"'):
+        target_embedding(x, LATENT, method="umap")
+
+
+def test_phate_target_embedding():
+    pytest.importorskip("phate")
+    x = np.random.default_rng(10).uniform(size=(60, 5)).astype("float32")
+    target = target_embedding(x, 2, method="phate", k=5)
+    assert target.shape == (60, 2)
+    np.testing.assert_allclose(target.std(0), 1, atol=1e-5)

@@ -1,5 +1,6 @@
 """keras_nrae.datasets.load_images: tfds (mocked), local IDX / npz files, real MNIST."""
 
+import dataclasses
 import gzip
 import struct
 from pathlib import Path
@@ -71,12 +72,57 @@ def test_bad_split_and_bad_idx(tmp_path):
         datasets.read_idx(tmp_path / "junk")
 
 
-def test_tfds_path_with_mock_data():
+@pytest.mark.parametrize("name", sorted(datasets.IMAGE_FORMATS))
+def test_table_datasets_from_tfds_mock_data(name):
     tfds = pytest.importorskip("tensorflow_datasets")
-    with tfds.testing.mock_data(num_examples=7):
-        images = datasets.load_images("mnist", "train")
-    assert images.dtype == np.float32 and images.shape == (7, 28, 28, 1)
+    with tfds.testing.mock_data(num_examples=3):
+        images = datasets.load_images(name, "train")
+    assert images.dtype == np.float32
+    assert images.shape == (3, *datasets.IMAGE_FORMATS[name].shape)
     assert images.min() >= 0.0 and images.max() <= 1.0
+
+
+def _block_mean(x: np.ndarray, factor: int) -> np.ndarray:
+    """(N, H, W, C) -> (N, H/f, W/f, C): means of f×f blocks (an area resize by an integer factor)."""
+    n, h, w, c = x.shape
+    return x.reshape(n, h // factor, factor, w // factor, factor, c).mean(axis=(2, 4))
+
+
+def test_omniglot_conversion_against_numpy():
+    # Dark strokes on white, RGB: grey = channel mean, strokes 1 after 1 − x.
+    rgb = np.random.default_rng(1).integers(0, 256, size=(2, 56, 56, 3), dtype=np.uint8)
+    image_format = dataclasses.replace(datasets.IMAGE_FORMATS["omniglot"], shape=(28, 28, 1))
+    converted = datasets.to_format(rgb.astype(np.float32) / 255, image_format)
+    expected = _block_mean(1.0 - rgb.mean(axis=-1, keepdims=True) / 255, 2)
+    np.testing.assert_allclose(converted, expected, atol=1e-6)
+
+
+def test_celeb_a_centre_crop_against_numpy():
+    # 218×178 -> the centre 140×140 (rows 39:179, columns 19:159), here resized by 2.
+    rgb = np.random.default_rng(2).uniform(size=(2, 218, 178, 3)).astype(np.float32)
+    image_format = dataclasses.replace(datasets.IMAGE_FORMATS["celeb_a"], shape=(70, 70, 3))
+    expected = _block_mean(rgb[:, 39:179, 19:159], 2)
+    np.testing.assert_allclose(datasets.to_format(rgb, image_format), expected, atol=1e-6)
+
+
+def test_local_npz_raw_or_already_converted(tmp_path, no_tfds):
+    rng = np.random.default_rng(3)
+    raw = rng.integers(0, 256, size=(3, 105, 105, 3), dtype=np.uint8)
+    ready = rng.integers(0, 256, size=(2, 28, 28), dtype=np.uint8)
+    np.savez(tmp_path / "omniglot.npz", x_train=raw, x_test=ready)
+    train = datasets.load_images("omniglot", "train", data_dir=str(tmp_path))
+    assert train.shape == (3, 28, 28, 1)
+    expected = datasets.to_format(raw.astype(np.float32) / 255, datasets.IMAGE_FORMATS["omniglot"])
+    np.testing.assert_array_equal(train, expected)
+    test = datasets.load_images("omniglot", "test", data_dir=str(tmp_path))
+    np.testing.assert_allclose(test[..., 0], ready / 255.0, rtol=1e-6)  # taken as it is
+
+
+def test_unconvertible_images_fail_clearly():
+    with pytest.raises(ValueError, match="Cannot crop 140×140 from 100×100"):
+        datasets.to_format(np.zeros((1, 100, 100, 3), np.float32), datasets.IMAGE_FORMATS["celeb_a"])
+    with pytest.raises(ValueError, match="1 channels after the conversion"):
+        datasets.to_format(np.zeros((1, 64, 64, 1), np.float32), datasets.IMAGE_FORMATS["cifar10"])
 
 
 @pytest.mark.skipif(

@@ -1,8 +1,10 @@
 import csv
+import dataclasses
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import keras
 import numpy as np
 import pytest
 
@@ -50,6 +52,17 @@ def test_smoke_run_selects_on_validation_before_seeing_test(tmp_path, monkeypatc
     assert "| NRAE (best) vs AE |" in report
     assert (out / "image_benchmark.md").read_text() == report
 
+    # Run again on the same folder: every cell resumes from cells.jsonl, nothing trains.
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished cell was trained again")
+
+    for name in ("select_nrae", "train_nrae", "train_baseline"):
+        monkeypatch.setattr(image_benchmark, name, no_training)
+    resumed = image_benchmark.main(
+        [str(tmp_path / "tiny.npz"), "--smoke", "--seeds", "0", "--out", str(out)]
+    )
+    assert resumed == report
+
 
 def test_training_subset_is_a_fixed_permutation_prefix():
     x = np.arange(50.0)[:, None]
@@ -76,9 +89,10 @@ def test_markdown_table_mean_std_and_change_vs_ae():
     assert table[0] == "| model | d-S |"
     # AE: values 10 and 12 (×10⁻³): mean 11, sample std √2.
     assert table[2] == f"| AE | 11.000 ± {np.sqrt(2):.3f} |"
-    # NRAE-Q (lower validation MSE) is index 6: mean 17, +54.5 % vs 11.
-    assert table[-2] == f"| NRAE (best, on validation) | NRAE-Q: 17.000 ± {np.sqrt(2):.3f} |"
-    assert table[-1] == f"| NRAE (best) vs AE | {100 * (17 / 11 - 1):+.1f} % |"
+    # NRAE-Q (lower validation MSE) is index 7: mean 18, +63.6 % vs 11.
+    assert MODEL_NAMES.index("NRAE-Q") == 7
+    assert table[-2] == f"| NRAE (best, on validation) | NRAE-Q: 18.000 ± {np.sqrt(2):.3f} |"
+    assert table[-1] == f"| NRAE (best) vs AE | {100 * (18 / 11 - 1):+.1f} % |"
 
 
 def test_unknown_inputs_fail_clearly(tmp_path):
@@ -96,3 +110,64 @@ def test_validation_split_is_a_fixed_disjoint_partition():
     again_fit, again_val = image_benchmark.validation_split(x, 0.1)
     np.testing.assert_array_equal(again_val, x_val)
     np.testing.assert_array_equal(again_fit, x_fit)
+
+
+def _monitor_on(model_logs):
+    """A DivergenceMonitor fed the given ("batch" | "epoch", loss) events."""
+    monitor = image_benchmark.DivergenceMonitor(factor=10.0)
+    monitor.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
+    for step, (kind, loss) in enumerate(model_logs):
+        getattr(monitor, f"on_{'train_batch' if kind == 'batch' else 'epoch'}_end")(step, {"loss": loss})
+    return monitor
+
+
+def test_divergence_monitor_flags_nan_and_exploding_loss():
+    assert not _monitor_on([("epoch", 5.0), ("epoch", 2.0), ("epoch", 19.9)]).diverged
+    exploding = _monitor_on([("epoch", 5.0), ("epoch", 2.0), ("epoch", 20.1)])
+    assert exploding.diverged and exploding.model.stop_training
+    assert _monitor_on([("batch", 1.0), ("batch", float("nan"))]).diverged
+    assert _monitor_on([("epoch", float("inf"))]).diverged
+
+
+def test_a_run_that_blows_up_is_reported_not_scored():
+    x = np.random.default_rng(1).uniform(size=(32, 6, 6, 1)).astype("float32")
+    config = dataclasses.replace(image_benchmark.SMOKE_CONFIG, learning_rate=1e12, epochs=5)
+    model = image_benchmark.train_baseline("WAE", x, config, seed=0)
+    assert model.diverged
+    assert np.isnan(image_benchmark._score(model, x))
+
+
+class _Halving:
+    """A stand-in trained model: x -> x / 2, flagged diverged or not."""
+
+    def __init__(self, diverged):
+        self.diverged = diverged
+
+    def __call__(self, x, training=False):
+        return np.asarray(x) / 2
+
+
+def test_selection_skips_diverged_settings(monkeypatch):
+    x = np.random.default_rng(2).uniform(size=(40, 6, 6, 1)).astype("float32")
+    config = dataclasses.replace(image_benchmark.SMOKE_CONFIG, lam_grid=(0.1, 1.0))
+    monkeypatch.setattr(  # lam = 1 and every order-2 run diverge
+        image_benchmark, "train_nrae",
+        lambda x, order, k, lam, *args, **kwargs: _Halving(lam == 1.0 or order == 2),
+    )
+    logs = []
+    chosen = image_benchmark.select_nrae(x, config, logs.append)
+    assert list(chosen) == [1] and chosen[1].lam == 0.1
+    _, x_val = image_benchmark.validation_split(x, config.validation_fraction)
+    assert chosen[1].validation_mse == pytest.approx(np.mean((x_val / 2) ** 2))
+    assert sum("DIVERGED" in line for line in logs) == 3
+
+
+def test_markdown_table_reports_diverged_runs():
+    rows = [
+        dict(dataset="d", size="S", model=name, seed=seed, test_mse=0.01)
+        for name in MODEL_NAMES for seed in (0, 1)
+    ]
+    rows[MODEL_NAMES.index("NRAE-Q") * 2]["test_mse"] = float("nan")
+    table = markdown_table(rows, {"d-S": {1: NraeSettings(1, 5, 0.1, 0.2)}}).splitlines()
+    assert table[2 + MODEL_NAMES.index("NRAE-Q")] == "| NRAE-Q | 10.000 ± 0.000 (1 diverged) |"
+    assert table[-2] == "| NRAE (best, on validation) | NRAE-L: 10.000 ± 0.000 |"

@@ -1,4 +1,4 @@
-"""The paper's Table 1 protocol: per-pixel test reconstruction MSE of AE, DAE, CAE, VAE, WAE, NRAE-L and NRAE-Q.
+"""The paper's Table 1 protocol: per-pixel test reconstruction MSE of AE, DAE, CAE, VAE, WAE, GRAE, NRAE-L and NRAE-Q.
 
 For each dataset and training-set size:
 
@@ -13,10 +13,15 @@ For each dataset and training-set size:
  3. For each seed, every model trains on all S training images (NRAE with the
     chosen settings, its graph rebuilt on them) and is scored on the test split.
 
-Every model uses the same `mlp_autoencoder` (sigmoid output), Adam, epochs
-and batch size (`BenchmarkConfig`); the baselines' own weights are fixed,
-documented defaults (`BASELINE_SETTINGS`). Results: a Markdown table of mean ±
-std over seeds and a CSV with one row per (dataset, size, model, seed).
+Every model uses the same architecture (`mlp_autoencoder` or, with
+`arch="conv"`, `conv_autoencoder`; sigmoid output), Adam, epochs and batch
+size (`BenchmarkConfig`); the baselines' own weights are fixed, documented
+defaults (`BASELINE_SETTINGS`). GRAE's target embedding is computed once per
+training set. A run whose loss becomes NaN/Inf or grows past
+`divergence_factor` × its lowest epoch loss is stopped and reported as
+"diverged": it is neither scored nor selected (`DivergenceMonitor`).
+Results: a Markdown table of mean ± std over seeds and a CSV with one row per
+(dataset, size, model, seed).
 
     python -m keras_nrae.paper.image_benchmark mnist fashion_mnist --seeds 0 1 2
 """
@@ -24,7 +29,9 @@ std over seeds and a CSV with one row per (dataset, size, model, seed).
 import argparse
 import csv
 import dataclasses
+import functools
 import itertools
+import json
 import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -33,13 +40,15 @@ import keras
 import numpy as np
 
 from keras_nrae import kernels
-from keras_nrae.architectures import mlp_autoencoder
+from keras_nrae.architectures import conv_autoencoder, mlp_autoencoder
 from keras_nrae.baselines import (
     Autoencoder,
     ContractiveAutoencoder,
     DenoisingAutoencoder,
+    GeometryRegularizedAutoencoder,
     VariationalAutoencoder,
     WassersteinAutoencoder,
+    target_embedding,
 )
 from keras_nrae.data import neighborhood_dataset
 from keras_nrae.datasets import load_images
@@ -52,10 +61,14 @@ BASELINE_SETTINGS = {
     "CAE": {"weight": 0.01},
     "VAE": {"beta": 1.0},
     "WAE": {"weight": 10.0, "scale": 1.0},
+    # The GRAE authors' λ on per-pixel + per-unit MSEs; weight = λ · D / d here.
+    "GRAE": {"lam": 100.0, "target": "spectral", "k": 10},
 }
 NRAE_NAMES = {1: "NRAE-L", 2: "NRAE-Q"}
 NRAE_ORDERS = {name: order for order, name in NRAE_NAMES.items()}
-MODEL_NAMES = ("AE", "DAE", "CAE", "VAE", "WAE", "NRAE-L", "NRAE-Q")
+BASELINE_NAMES = ("AE", "DAE", "CAE", "VAE", "WAE", "GRAE")
+MODEL_NAMES = BASELINE_NAMES + tuple(NRAE_NAMES.values())
+ARCHITECTURES = ("mlp", "conv")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +76,7 @@ class BenchmarkConfig:
     """Everything shared by all models (architecture, optimizer, schedule) and the NRAE selection grid."""
 
     latent_dim: int = 10
+    arch: str = "mlp"  # "mlp" (hidden) or "conv" (conv_autoencoder's default filters)
     hidden: Tuple[int, ...] = (256, 256)
     activation: str = "elu"
     learning_rate: float = 1e-3
@@ -74,6 +88,7 @@ class BenchmarkConfig:
     k_grid: Tuple[int, ...] = (5, 10)
     lam_grid: Tuple[float, ...] = (0.1, 1.0)
     orders: Tuple[int, ...] = (1, 2)
+    divergence_factor: float = 10.0  # stop when an epoch's loss exceeds this × the lowest so far
 
 
 SMOKE_CONFIG = BenchmarkConfig(
@@ -118,13 +133,22 @@ def training_subset(x: np.ndarray, size: str, small_size: int) -> np.ndarray:
 
 
 def _pair(shape, config: BenchmarkConfig, latent_dim: Optional[int] = None):
-    return mlp_autoencoder(
-        shape, latent_dim or config.latent_dim, config.hidden, config.activation, "sigmoid"
-    )
+    latent_dim = latent_dim or config.latent_dim
+    if config.arch == "conv":
+        return conv_autoencoder(shape, latent_dim, activation=config.activation)
+    if config.arch != "mlp":
+        raise ValueError(f"arch must be one of {ARCHITECTURES}, got {config.arch!r}.")
+    return mlp_autoencoder(shape, latent_dim, config.hidden, config.activation, "sigmoid")
+
+
+def grae_targets(x: np.ndarray, config: BenchmarkConfig) -> np.ndarray:
+    """GRAE's z-scored target embedding (N, latent_dim) of the training images x."""
+    settings = BASELINE_SETTINGS["GRAE"]
+    return target_embedding(x, config.latent_dim, settings["target"], settings["k"])
 
 
 def build_baseline(name: str, shape, config: BenchmarkConfig, seed: int) -> Autoencoder:
-    """One of AE, DAE, CAE, VAE, WAE with `BASELINE_SETTINGS` (weights seeded by the caller)."""
+    """One of `BASELINE_NAMES` with `BASELINE_SETTINGS` (weights seeded by the caller)."""
     settings = BASELINE_SETTINGS.get(name, {})
     if name == "AE":
         return Autoencoder(*_pair(shape, config))
@@ -137,24 +161,62 @@ def build_baseline(name: str, shape, config: BenchmarkConfig, seed: int) -> Auto
         return VariationalAutoencoder(encoder, _pair(shape, config)[1], seed=seed, **settings)
     if name == "WAE":
         return WassersteinAutoencoder(*_pair(shape, config), seed=seed, **settings)
-    raise ValueError(f"Unknown baseline {name!r}; expected one of {MODEL_NAMES[:5]}.")
+    if name == "GRAE":
+        weight = settings["lam"] * int(np.prod(shape)) / config.latent_dim
+        return GeometryRegularizedAutoencoder(*_pair(shape, config), weight=weight)
+    raise ValueError(f"Unknown baseline {name!r}; expected one of {BASELINE_NAMES}.")
 
 
 Callbacks = Sequence[keras.callbacks.Callback]
 
 
-def _train(model: Autoencoder, data, config: BenchmarkConfig, callbacks: Callbacks = ()) -> Autoencoder:
+class DivergenceMonitor(keras.callbacks.Callback):
+    """Stops training, and sets `diverged`, when the loss is NaN/Inf (checked every
+    batch) or an epoch's mean loss exceeds `factor` × the lowest epoch loss so far."""
+
+    def __init__(self, factor: float = 10.0):
+        super().__init__()
+        self.factor = float(factor)
+        self.diverged = False
+        self.lowest = np.inf
+
+    def _stop(self):
+        self.diverged = True
+        self.model.stop_training = True
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not np.isfinite(float((logs or {}).get("loss", 0.0))):
+            self._stop()
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = float((logs or {}).get("loss", 0.0))
+        if not np.isfinite(loss) or loss > self.factor * self.lowest:
+            self._stop()
+        self.lowest = min(self.lowest, loss)
+
+
+def _train(
+    model: Autoencoder, data, config: BenchmarkConfig, callbacks: Callbacks = (), targets=None
+) -> Autoencoder:
+    """model compiled and fitted; `model.diverged` says whether `DivergenceMonitor` stopped it."""
     model.compile(keras.optimizers.Adam(config.learning_rate))
     fit_args = {"batch_size": config.batch_size} if isinstance(data, np.ndarray) else {}
-    model.fit(data, epochs=config.epochs, verbose=0, callbacks=list(callbacks), **fit_args)
+    monitor = DivergenceMonitor(config.divergence_factor)
+    model.fit(data, targets, epochs=config.epochs, verbose=0, callbacks=[*callbacks, monitor], **fit_args)
+    model.diverged = monitor.diverged
     return model
 
 
 def train_baseline(
-    name: str, x: np.ndarray, config: BenchmarkConfig, seed: int, callbacks: Callbacks = ()
+    name: str, x: np.ndarray, config: BenchmarkConfig, seed: int, callbacks: Callbacks = (),
+    targets: Optional[np.ndarray] = None,
 ) -> Autoencoder:
+    """A baseline trained on x; GRAE on `targets` (computed by `grae_targets` if None)."""
+    if name == "GRAE" and targets is None:
+        targets = grae_targets(x, config)
     keras.utils.set_random_seed(seed)
-    return _train(build_baseline(name, x.shape[1:], config, seed), x, config, callbacks)
+    model = build_baseline(name, x.shape[1:], config, seed)
+    return _train(model, x, config, callbacks, targets if name == "GRAE" else None)
 
 
 def train_nrae(
@@ -183,20 +245,74 @@ def validation_split(x_train: np.ndarray, fraction: float) -> Tuple[np.ndarray, 
     return x_train[permutation[n_val:]], x_train[permutation[:n_val]]
 
 
+def _score(model: Autoencoder, x: np.ndarray) -> float:
+    """Per-pixel MSE on x, or NaN for a diverged run (stopped by `DivergenceMonitor`)."""
+    if getattr(model, "diverged", False):
+        return float("nan")
+    mse = reconstruction_mse(model, x)
+    return mse if np.isfinite(mse) else float("nan")
+
+
 def select_nrae(
     x_train: np.ndarray, config: BenchmarkConfig, log: Callable[[str], None] = print
 ) -> Dict[int, NraeSettings]:
-    """Best (k, λ) per order by validation MSE on a split of x_train alone (seed 0)."""
+    """Best (k, λ) per order by validation MSE on a split of x_train alone (seed 0).
+
+    Diverged runs are logged and never chosen; an order whose every run
+    diverged is absent from the result.
+    """
     x_fit, x_val = validation_split(x_train, config.validation_fraction)
     graphs = {k: NeighborGraph.build(x_fit, k=k, verbose=0) for k in config.k_grid}
     best = {}
     for order, k, lam in itertools.product(config.orders, config.k_grid, config.lam_grid):
         model = train_nrae(x_fit, order, k, lam, config, seed=0, graph=graphs[k])
-        mse = reconstruction_mse(model, x_val)
-        log(f"  validation  {NRAE_NAMES[order]}  k={k:<3d} lam={lam:<6g} mse={mse:.5f}")
-        if order not in best or mse < best[order].validation_mse:
+        mse = _score(model, x_val)
+        log(f"  validation  {NRAE_NAMES[order]}  k={k:<3d} lam={lam:<6g} "
+            + (f"mse={mse:.5f}" if np.isfinite(mse) else "DIVERGED (not selectable)"))
+        if np.isfinite(mse) and (order not in best or mse < best[order].validation_mse):
             best[order] = NraeSettings(order, k, lam, mse)
     return best
+
+
+class CellStore:
+    """Finished cells in a JSON-lines file, so that a killed run resumes where it stopped.
+
+    Each line is {"config": repr(BenchmarkConfig), "key": ..., "value": ...}:
+    an NRAE selection ("selection/<dataset>/<size>") or a row
+    ("row/<dataset>/<size>/<model>/<seed>"). Lines written under another
+    config are ignored; path None keeps nothing.
+    """
+
+    def __init__(self, path: Optional[Path], config: BenchmarkConfig):
+        self.path, self.config, self.values = path, repr(config), {}
+        if path is not None and path.is_file():
+            for line in path.read_text().splitlines():
+                entry = json.loads(line)
+                if entry["config"] == self.config:
+                    self.values[entry["key"]] = entry["value"]
+
+    def get(self, key: str):
+        return self.values.get(key)
+
+    def put(self, key: str, value) -> None:
+        self.values[key] = value
+        if self.path is not None:
+            with open(self.path, "a") as f:
+                f.write(json.dumps({"config": self.config, "key": key, "value": value}) + "\n")
+
+
+def _selection(x_train, dataset, size, config, log, store: CellStore) -> Dict[int, NraeSettings]:
+    key = f"selection/{dataset}/{size}"
+    if store.get(key) is None:
+        chosen = select_nrae(x_train, config, log)
+        store.put(key, [dataclasses.asdict(s) for s in chosen.values()])
+    chosen = {s["order"]: NraeSettings(**s) for s in store.get(key)}
+    for settings in chosen.values():
+        log(
+            f"  chose {NRAE_NAMES[settings.order]}: k={settings.k}, lam={settings.lam:g} "
+            f"(validation mse {settings.validation_mse:.5f})"
+        )
+    return chosen
 
 
 def benchmark_dataset(
@@ -205,31 +321,46 @@ def benchmark_dataset(
     seeds: Sequence[int],
     config: BenchmarkConfig,
     log: Callable[[str], None] = print,
+    store: Optional[CellStore] = None,
 ) -> Tuple[List[dict], Dict[int, NraeSettings]]:
-    """Rows {dataset, size, model, seed, test_mse, seconds} and the NRAE settings chosen."""
+    """Rows {dataset, size, model, seed, test_mse, status, seconds} and the NRAE settings chosen.
+
+    status is "ok", "diverged" (test_mse NaN) or, for an NRAE order none of
+    whose validation runs converged, "no converged setting" (not trained).
+    Cells already in `store` are taken from it, not trained again.
+    """
+    store = store or CellStore(None, config)
     x_train = training_subset(load_split(dataset, "train"), size, config.small_size)
     log(f"{dataset}-{size}: {len(x_train)} training images; selecting NRAE settings on validation")
-    chosen = select_nrae(x_train, config, log)
-    for settings in chosen.values():
-        log(
-            f"  chose {NRAE_NAMES[settings.order]}: k={settings.k}, lam={settings.lam:g} "
-            f"(validation mse {settings.validation_mse:.5f})"
-        )
+    chosen = _selection(x_train, dataset, size, config, log, store)
     x_test = load_split(dataset, "test")
-    graphs = {k: NeighborGraph.build(x_train, k=k, verbose=0) for k in {s.k for s in chosen.values()}}
+    # Built when a cell first needs them: resumed cells need neither.
+    graph = functools.lru_cache()(lambda k: NeighborGraph.build(x_train, k=k, verbose=0))
+    targets = functools.lru_cache()(lambda: grae_targets(x_train, config))
     rows = []
     for seed in seeds:
         for name in MODEL_NAMES:
-            start = time.perf_counter()
-            if name in NRAE_ORDERS:
-                s = chosen[NRAE_ORDERS[name]]
-                model = train_nrae(x_train, s.order, s.k, s.lam, config, seed, graphs[s.k])
-            else:
-                model = train_baseline(name, x_train, config, seed)
-            mse = reconstruction_mse(model, x_test)
-            seconds = time.perf_counter() - start
-            log(f"  seed {seed}  {name:<7s} test mse {mse:.5f}  ({seconds:.0f} s)")
-            rows.append(dict(dataset=dataset, size=size, model=name, seed=seed, test_mse=mse, seconds=seconds))
+            key = f"row/{dataset}/{size}/{name}/{seed}"
+            if store.get(key) is None:
+                start = time.perf_counter()
+                mse, status = float("nan"), "no converged setting"
+                if name not in NRAE_ORDERS:
+                    grae = targets() if name == "GRAE" else None
+                    model = train_baseline(name, x_train, config, seed, targets=grae)
+                elif NRAE_ORDERS[name] in chosen:
+                    s = chosen[NRAE_ORDERS[name]]
+                    model = train_nrae(x_train, s.order, s.k, s.lam, config, seed, graph(s.k))
+                else:
+                    model = None
+                if model is not None:
+                    mse = _score(model, x_test)
+                    status = "ok" if np.isfinite(mse) else "diverged"
+                store.put(key, dict(dataset=dataset, size=size, model=name, seed=seed, test_mse=mse,
+                                    status=status, seconds=time.perf_counter() - start))
+            row = store.get(key)
+            log(f"  seed {seed}  {name:<7s} test mse {row['test_mse']:.5f}  {row['status']}  "
+                f"({row['seconds']:.0f} s)")
+            rows.append(row)
     return rows, chosen
 
 
@@ -244,17 +375,27 @@ def markdown_table(rows: List[dict], chosen: Dict[str, Dict[int, NraeSettings]])
     """Models × dataset-size, per-pixel test MSE ×10⁻³ as mean ± std over seeds.
 
     "NRAE (best)" is the order with the lower validation MSE; "vs AE" is its
-    mean's relative change from AE's.
+    mean's relative change from AE's. Diverged runs (NaN) are left out of the
+    mean and counted in the cell.
     """
     columns = list(dict.fromkeys(_column(r) for r in rows))
     mse = {}
     for r in rows:
-        mse.setdefault((r["model"], _column(r)), []).append(r["test_mse"] * 1e3)
+        mse.setdefault((r["model"], _column(r)), []).append(float(r["test_mse"]) * 1e3)
     best = {
         column: NRAE_NAMES[min(settings.values(), key=lambda s: s.validation_mse).order]
-        for column, settings in chosen.items()
+        for column, settings in chosen.items() if settings
     }
-    fmt = lambda v: f"{np.mean(v):.3f} ± {np.std(v, ddof=1) if len(v) > 1 else 0.0:.3f}"
+
+    def fmt(values):
+        finite = [v for v in values if np.isfinite(v)]
+        if not finite:
+            return "diverged"
+        std = np.std(finite, ddof=1) if len(finite) > 1 else 0.0
+        failed = len(values) - len(finite)
+        return f"{np.mean(finite):.3f} ± {std:.3f}" + (f" ({failed} diverged)" if failed else "")
+
+    mean = lambda name, c: np.nanmean(mse[name, c]) if np.isfinite(mse[name, c]).any() else np.nan
     lines = [
         "| model | " + " | ".join(columns) + " |",
         "|---|" + "---|" * len(columns),
@@ -263,9 +404,10 @@ def markdown_table(rows: List[dict], chosen: Dict[str, Dict[int, NraeSettings]])
         lines.append(f"| {name} | " + " | ".join(fmt(mse[name, c]) for c in columns) + " |")
     lines.append(
         "| NRAE (best, on validation) | "
-        + " | ".join(f"{best[c]}: {fmt(mse[best[c], c])}" for c in columns) + " |"
+        + " | ".join(f"{best[c]}: {fmt(mse[best[c], c])}" if c in best else "none converged" for c in columns)
+        + " |"
     )
-    change = lambda c: 100 * (np.mean(mse[best[c], c]) / np.mean(mse["AE", c]) - 1)
+    change = lambda c: 100 * (mean(best[c], c) / mean("AE", c) - 1) if c in best else np.nan
     lines.append("| NRAE (best) vs AE | " + " | ".join(f"{change(c):+.1f} %" for c in columns) + " |")
     return "\n".join(lines)
 
@@ -285,11 +427,18 @@ def run(
     out_dir: Optional[str] = None,
     log: Callable[[str], None] = print,
 ) -> Tuple[List[dict], str]:
-    """Benchmark every (dataset, size); returns the rows and the Markdown table (also written to out_dir)."""
+    """Benchmark every (dataset, size); returns the rows and the Markdown table (also written to out_dir).
+
+    With out_dir, every finished cell is kept in out_dir/cells.jsonl: run the
+    same command again after an interruption and it resumes (`CellStore`).
+    """
+    if out_dir is not None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+    store = CellStore(None if out_dir is None else Path(out_dir) / "cells.jsonl", config)
     rows, chosen = [], {}
     for dataset, size in itertools.product(datasets, sizes):
         dataset_rows, chosen[f"{Path(dataset).stem}-{size}"] = benchmark_dataset(
-            dataset, size, seeds, config, log
+            dataset, size, seeds, config, log, store
         )
         rows += dataset_rows
     table = markdown_table(rows, chosen)
@@ -307,7 +456,6 @@ def run(
     )
     if out_dir is not None:
         out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
         write_csv(rows, out / "image_benchmark.csv")
         (out / "image_benchmark.md").write_text(report)
     return rows, report
@@ -317,7 +465,7 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     parser = argparse.ArgumentParser(
         prog="image_benchmark",
         description="Table 1 of the NRAE paper: per-pixel test reconstruction MSE of "
-        "AE, DAE, CAE, VAE, WAE, NRAE-L and NRAE-Q.",
+        "AE, DAE, CAE, VAE, WAE, GRAE, NRAE-L and NRAE-Q.",
     )
     parser.add_argument("datasets", nargs="+", help="load_images names (mnist, fashion_mnist, ...) or .npz paths with uint8 x_train/x_test")
     parser.add_argument("--sizes", nargs="+", default=["S"], choices=["S", "L"], help="S = small_size training images, L = all (default: S)")
@@ -325,6 +473,7 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     parser.add_argument("--epochs", type=int, help=f"default {BenchmarkConfig.epochs}")
     parser.add_argument("--batch-size", type=int, help=f"default {BenchmarkConfig.batch_size}")
     parser.add_argument("--latent-dim", type=int, help=f"default {BenchmarkConfig.latent_dim}")
+    parser.add_argument("--arch", choices=ARCHITECTURES, help=f"default {BenchmarkConfig.arch}")
     parser.add_argument("--small-size", type=int, help=f"images in size S, default {BenchmarkConfig.small_size}")
     parser.add_argument("--k-grid", nargs="+", type=int, help=f"NRAE k values to select from, default {BenchmarkConfig.k_grid}")
     parser.add_argument("--lam-grid", nargs="+", type=float, help=f"NRAE λ values to select from, default {BenchmarkConfig.lam_grid}")
@@ -334,7 +483,7 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     config = SMOKE_CONFIG if args.smoke else BenchmarkConfig()
     overrides = {
         "epochs": args.epochs, "batch_size": args.batch_size,
-        "latent_dim": args.latent_dim, "small_size": args.small_size,
+        "latent_dim": args.latent_dim, "small_size": args.small_size, "arch": args.arch,
         "k_grid": args.k_grid and tuple(args.k_grid), "lam_grid": args.lam_grid and tuple(args.lam_grid),
     }
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
