@@ -1,7 +1,7 @@
 """Benchmark: the 10-NN graph of the 60,000 MNIST training images, ScaNN vs exact search.
 
 Each method builds in its own subprocess, so its peak memory (max RSS) is its
-own; both read MNIST with `keras_nrae.datasets.load_images` (../shared/data
+own; both read MNIST with `keras_nrae.datasets.load_images` ($KERAS_NRAE_DATA=../shared/data
 offline). Prints build times, their ratio, ScaNN's recall@k over all points
 against the exact graph, and peak memory. Targets: recall@10 >= 0.99 and
 ScaNN >= 3x faster.

@@ -1,6 +1,6 @@
 """Benchmark: neighborhood_dataset from an in-memory float32 array vs a uint8 memmap.
 
-Speed (default): MNIST train (60,000 images, ../shared/data offline) as
+Speed (default): MNIST train (60,000 images, offline from $KERAS_NRAE_DATA=../shared/data) as
 float32 in memory (`load_images`) and as a page-cached uint8 .npy memmap
 (written from the IDX file), one graph for both (their fingerprints match),
 B=128, M=2 with the centre in slot 0, an MLP autoencoder (512-512-512,

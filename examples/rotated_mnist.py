@@ -10,7 +10,7 @@ rotation (1.0 = right connectivity).
     python examples/rotated_mnist.py --out results/rotated_mnist
 
 Reads MNIST with keras_nrae.datasets.load_images (tfds data, or IDX files in
-../shared/data/mnist); writes rotated_mnist.png and metrics.json into --out.
+$KERAS_NRAE_DATA, e.g. ../shared/data); writes rotated_mnist.png and metrics.json into --out.
 """
 
 import sys

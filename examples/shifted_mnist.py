@@ -10,7 +10,7 @@ shift (1.0 = right connectivity).
     python examples/shifted_mnist.py --out results/shifted_mnist
 
 Reads MNIST with keras_nrae.datasets.load_images (tfds data, or IDX files in
-../shared/data/mnist); writes shifted_mnist.png and metrics.json into --out.
+$KERAS_NRAE_DATA, e.g. ../shared/data); writes shifted_mnist.png and metrics.json into --out.
 """
 
 import sys

@@ -36,9 +36,11 @@ class DataError(Exception):
     """The dataset is unknown or its files cannot be read."""
 
 
-def _load(load_split, dataset: str, split: str):
+def _load(dataset: str, split: str):
+    from keras_nrae.datasets import load_images
+
     try:
-        return load_split(dataset, split)
+        return load_images(dataset, split)
     except _DATA_ERRORS as error:
         raise DataError(f"cannot load {split} images of {dataset!r}: {error}") from error
 
@@ -46,11 +48,10 @@ def _load(load_split, dataset: str, split: str):
 def _train(args: argparse.Namespace) -> int:
     from keras_nrae.paper import experiments
     from keras_nrae.export import export_saved_model
-    from keras_nrae.paper.image_benchmark import load_split
     from keras_nrae.metrics import reconstruction_mse
 
-    x_train = _load(load_split, args.dataset, "train")[: args.limit]
-    x_test = _load(load_split, args.dataset, "test")
+    x_train = _load(args.dataset, "train")[: args.limit]
+    x_test = _load(args.dataset, "test")
     settings = experiments.TrainSettings(
         latent_dim=args.latent_dim,
         hidden=tuple(args.hidden),

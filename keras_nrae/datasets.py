@@ -1,14 +1,16 @@
 """Image datasets as float32 arrays (N, H, W, C) in [0, 1]: tfds when it can, local files otherwise.
 
-`load_images(name, split)` tries, in order:
+`load_images(name, split)` reads `name` itself when it is a path to an
+`.npz` file with uint8 `x_train` / `x_test` (formatted as its file name says,
+e.g. `cifar10.npz`); otherwise it tries, in order:
   1. `tfds.load(name)` from data tfds already has (no download);
   2. local files in, for each folder: `data_dir`, `data_dir/<name>`,
-     `$KERAS_NRAE_DATA`, `$KERAS_NRAE_DATA/<name>`, and `../shared/data/<name>`
-     relative to the project root and to the working directory. A folder holds
-     IDX files in the MNIST layout (`train-images-idx3-ubyte[.gz]`,
+     `$KERAS_NRAE_DATA` and `$KERAS_NRAE_DATA/<name>`. A folder holds IDX files
+     in the MNIST layout (`train-images-idx3-ubyte[.gz]`,
      `t10k-images-idx3-ubyte[.gz]`) or `<name>.npz` with uint8
      `x_train` / `x_test`; `data_dir` may also be such an `.npz` file;
   3. `tfds.load(name)` with download.
+Nothing is looked for anywhere else (no development-only paths).
 
 Whatever the source, the images of a name in `IMAGE_FORMATS` are converted to
 that format (the one the paper's Table 1 uses), unless they already have its
@@ -127,13 +129,10 @@ def _convert(name: str, batches: Iterable[np.ndarray]) -> np.ndarray:
 
 
 def _folders(name: str, data_dir: Optional[str]) -> List[Path]:
-    roots = [Path(__file__).resolve().parents[1], Path.cwd()]
-    roots = [root / ".." / "shared" / "data" for root in roots]
     folders = []
     for base in (data_dir, os.environ.get(DATA_ENV_VAR)):
         if base:
             folders += [Path(base), Path(base) / name]
-    folders += [root.resolve() / name for root in roots]
     return list(dict.fromkeys(folders))
 
 
@@ -163,7 +162,7 @@ def _load_tfds(name: str, split: str, data_dir: Optional[str], download: bool) -
 
 
 def load_images(name: str, split: str = "train", data_dir: Optional[str] = None) -> np.ndarray:
-    """float32 images (N, H, W, C) in [0, 1] of dataset `name` ("mnist", "celeb_a", ...).
+    """float32 images (N, H, W, C) in [0, 1] of dataset `name` ("mnist", "celeb_a", ...) or an .npz path.
 
     Sources are tried in the order of the module docstring, and names in
     `IMAGE_FORMATS` converted to their format; when none has the
@@ -171,6 +170,11 @@ def load_images(name: str, split: str = "train", data_dir: Optional[str] = None)
     """
     if split not in _IDX_PREFIX:
         raise ValueError(f"split must be one of {sorted(_IDX_PREFIX)}, got {split!r}.")
+    if name.endswith(".npz"):
+        path = Path(name)
+        if not path.is_file():
+            raise FileNotFoundError(f"No such .npz file: {name}")
+        return _load_local(path.stem, split, path)
     tried = []
     try:
         return _load_tfds(name, split, data_dir, download=False)

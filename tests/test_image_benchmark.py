@@ -28,17 +28,17 @@ def _write_npz(path, rng):
 def test_smoke_run_selects_on_validation_before_seeing_test(tmp_path, monkeypatch):
     _write_npz(tmp_path / "tiny.npz", np.random.default_rng(0))
     events = []
-    load_split, select_nrae = image_benchmark.load_split, image_benchmark.select_nrae
+    load_images, select_nrae = image_benchmark.load_images, image_benchmark.select_nrae
 
     def logged_load(dataset, split):
         events.append(f"load {split}")
-        return load_split(dataset, split)
+        return load_images(dataset, split)
 
     def logged_select(x_train, *args):
         events.append(f"select on {len(x_train)} images")
         return select_nrae(x_train, *args)
 
-    monkeypatch.setattr(image_benchmark, "load_split", logged_load)
+    monkeypatch.setattr(image_benchmark, "load_images", logged_load)
     monkeypatch.setattr(image_benchmark, "select_nrae", logged_select)
     out = tmp_path / "out"
     report = image_benchmark.main(
@@ -99,7 +99,7 @@ def test_unknown_inputs_fail_clearly(tmp_path):
     with pytest.raises(ValueError, match="Unknown baseline 'PCA'"):
         image_benchmark.build_baseline("PCA", (6, 6), image_benchmark.SMOKE_CONFIG, 0)
     with pytest.raises(FileNotFoundError, match="No such .npz file"):
-        image_benchmark.load_split(str(tmp_path / "missing.npz"), "train")
+        image_benchmark.load_images(str(tmp_path / "missing.npz"), "train")
 
 
 def test_validation_split_is_a_fixed_disjoint_partition():

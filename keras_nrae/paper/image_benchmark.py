@@ -108,16 +108,6 @@ class NraeSettings:
 # -- data ------------------------------------------------------------------------
 
 
-def load_split(dataset: str, split: str) -> np.ndarray:
-    """float32 images (N, H, W, C) in [0, 1] of a `load_images` name or an .npz path (uint8 x_train / x_test)."""
-    if dataset.endswith(".npz"):
-        path = Path(dataset)
-        if not path.is_file():
-            raise FileNotFoundError(f"No such .npz file: {dataset}")
-        return load_images(path.stem, split, data_dir=str(path))
-    return load_images(dataset, split)
-
-
 def training_subset(x: np.ndarray, size: str, small_size: int) -> np.ndarray:
     """The first `small_size` images of a fixed permutation for size "S", all of x for "L"."""
     if size == "L":
@@ -330,10 +320,10 @@ def benchmark_dataset(
     Cells already in `store` are taken from it, not trained again.
     """
     store = store or CellStore(None, config)
-    x_train = training_subset(load_split(dataset, "train"), size, config.small_size)
+    x_train = training_subset(load_images(dataset, "train"), size, config.small_size)
     log(f"{dataset}-{size}: {len(x_train)} training images; selecting NRAE settings on validation")
     chosen = _selection(x_train, dataset, size, config, log, store)
-    x_test = load_split(dataset, "test")
+    x_test = load_images(dataset, "test")
     # Built when a cell first needs them: resumed cells need neither.
     graph = functools.lru_cache()(lambda k: NeighborGraph.build(x_train, k=k, verbose=0))
     targets = functools.lru_cache()(lambda: grae_targets(x_train, config))
