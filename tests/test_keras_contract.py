@@ -27,8 +27,9 @@ MODELS = {
     "CAE": baselines.ContractiveAutoencoder,
     "VAE": functools.partial(baselines.VariationalAutoencoder, seed=0),
     "WAE": functools.partial(baselines.WassersteinAutoencoder, seed=0),
+    "GRAE": baselines.GeometryRegularizedAutoencoder,
 }
-DETERMINISTIC = ("AE", "NRAE-L", "NRAE-Q", "CAE")
+DETERMINISTIC = ("AE", "NRAE-L", "NRAE-Q", "CAE", "GRAE")
 
 
 class AddsLoss(keras.layers.Layer):
@@ -80,13 +81,19 @@ def batch():
     return x, np.concatenate([x[:, None], drawn], axis=1)
 
 
-def dataset():
+def dataset(targets=False):
+    """The batch; with `targets`, as (inputs, y) with y a fixed (B, d) target embedding (GRAE's)."""
     x, neighbors = batch()
-    return tf.data.Dataset.from_tensors({"x": x, "neighbors": neighbors})
+    inputs = {"x": x, "neighbors": neighbors}
+    if not targets:
+        return tf.data.Dataset.from_tensors(inputs)
+    y = np.random.default_rng(1).normal(size=(B, LATENT)).astype("float32")
+    return tf.data.Dataset.from_tensors((inputs, y))
 
 
 def one_step(model):
-    return model.fit(dataset(), epochs=1, verbose=0).history
+    needs_targets = isinstance(model, baselines.GeometryRegularizedAutoencoder)
+    return model.fit(dataset(targets=needs_targets), epochs=1, verbose=0).history
 
 
 # -- losses as Keras defines them -------------------------------------------------------
