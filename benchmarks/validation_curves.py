@@ -21,6 +21,7 @@ import keras
 import numpy as np
 
 from keras_nrae.paper import image_benchmark as protocol
+from keras_nrae.datasets import load_images
 from keras_nrae.graph import NeighborGraph
 from keras_nrae.metrics import reconstruction_mse
 
@@ -48,7 +49,7 @@ def main():
     config = protocol.BenchmarkConfig(epochs=args.epochs)
     print(f"Validation MSE x1e-3 at epochs {args.every}, {2 * args.every}, ... {args.epochs}; {config}")
     for dataset in args.datasets:
-        x_train = protocol.training_subset(protocol.load_split(dataset, "train"), "S", config.small_size)
+        x_train = protocol.training_subset(load_images(dataset, "train"), "S", config.small_size)
         x_fit, x_val = protocol.validation_split(x_train, config.validation_fraction)
         graph = NeighborGraph.build(x_fit, k=args.k, verbose=0)
         for name in ("AE", "DAE", "NRAE-L", "NRAE-Q"):
