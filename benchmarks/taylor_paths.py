@@ -29,7 +29,7 @@ from keras_nrae.architectures import mlp_autoencoder
 
 B, M, LATENT, SHAPE = 128, 4, 16, (784,)
 PATHS = {
-    "layerwise": lambda decoder, z, t, order: taylor._layerwise(decoder.layers, z, t, order, training=True),
+    "layerwise": lambda decoder, z, t, order: taylor._layerwise(taylor._layer_chain(decoder), z, t, order, training=True),
     "vectorized": lambda decoder, z, t, order: taylor._vectorized(decoder, z, t, order),
     "repeated": lambda decoder, z, t, order: taylor._repeated(decoder, z, t, order),
 }

@@ -121,7 +121,7 @@ def affine(layer: keras.layers.Layer, x: tf.Tensor, bias: bool = True) -> tf.Ten
     """A x (+ b) of a Dense / Conv / ConvTranspose layer: its call without the activation.
 
     The same ops, in the same order and dtype, as the layer's own `call` under
-    `Layer.__call__` (tests/test_taylor.py pins this).
+    `Layer.__call__` (tests/test_decoder_matrix.py pins this).
     """
     dtype = layer.compute_dtype
     x = keras.ops.cast(x, dtype)
@@ -172,6 +172,20 @@ def _silu_derivatives(a, s):
     return sig + a * slope, slope * (2 + a * (1 - 2 * sig))
 
 
+def _exponential_linear(scale, alpha):
+    """σ', σ'' of σ(a) = scale·a (a > 0), scale·alpha·(e^a − 1) (a ≤ 0), from s = σ(a):
+    on the left both are scale·alpha·e^a = s + scale·alpha (elu, celu: scale = alpha = 1)."""
+
+    def derivatives(a, s):
+        left = s + scale * alpha
+        return (
+            tf.where(a > 0, scale * tf.ones_like(a), left),
+            tf.where(a > 0, tf.zeros_like(a), left),
+        )
+
+    return derivatives
+
+
 def _softsign_derivatives(a, s):
     denominator = 1 + tf.abs(a)
     return 1 / tf.square(denominator), -2 * tf.sign(a) / denominator**3
@@ -179,23 +193,16 @@ def _softsign_derivatives(a, s):
 
 # σ -> (a, σ(a)) -> (σ'(a), σ''(a)), in closed form, for Keras's built-in
 # activations with default arguments; tests/test_taylor.py checks each against
-# reverse mode. Others take reverse mode on the B primal rows.
+# central differences. Others take reverse mode on the B primal rows.
 _DERIVATIVES = {
     keras.activations.relu: lambda a, s: (tf.cast(a > 0, a.dtype), tf.zeros_like(a)),
     keras.activations.relu6: lambda a, s: (tf.cast((a > 0) & (a < 6), a.dtype), tf.zeros_like(a)),
     keras.activations.leaky_relu: lambda a, s: (  # TF's op holds the slope 0.2 as a float32
         tf.where(a > 0, tf.ones_like(a), _LEAKY_SLOPE * tf.ones_like(a)), tf.zeros_like(a)
     ),
-    keras.activations.elu: lambda a, s: (
-        tf.where(a > 0, tf.ones_like(a), s + 1), tf.where(a > 0, tf.zeros_like(a), s + 1)
-    ),
-    keras.activations.celu: lambda a, s: (
-        tf.where(a > 0, tf.ones_like(a), s + 1), tf.where(a > 0, tf.zeros_like(a), s + 1)
-    ),
-    keras.activations.selu: lambda a, s: (
-        tf.where(a > 0, _SELU_SCALE * tf.ones_like(a), s + _SELU_SCALE * _SELU_ALPHA),
-        tf.where(a > 0, tf.zeros_like(a), s + _SELU_SCALE * _SELU_ALPHA),
-    ),
+    keras.activations.elu: _exponential_linear(1.0, 1.0),
+    keras.activations.celu: _exponential_linear(1.0, 1.0),
+    keras.activations.selu: _exponential_linear(_SELU_SCALE, _SELU_ALPHA),
     keras.activations.gelu: _gelu_derivatives,
     keras.activations.silu: _silu_derivatives,
     keras.activations.sigmoid: lambda a, s: (s * (1 - s), s * (1 - s) * (1 - 2 * s)),
@@ -331,9 +338,10 @@ def _rule(layer) -> Optional[Callable]:
     return None
 
 
-def _layer_chain(fn) -> Optional[List[keras.layers.Layer]]:
-    """fn's layers, nested chains flattened, when fn is a Sequential or a
-    single-chain Functional model of layers that all have a rule; else None."""
+def _layer_chain(fn) -> Optional[List[Tuple[keras.layers.Layer, Callable]]]:
+    """(layer, its rule) for fn's layers, nested chains flattened, when fn is a
+    Sequential or a single-chain Functional model of layers that all have a
+    rule; else None."""
     if not isinstance(fn, keras.Model) or fn.activity_regularizer is not None:
         return None
     if type(fn).call is keras.Sequential.call:
@@ -347,18 +355,19 @@ def _layer_chain(fn) -> Optional[List[keras.layers.Layer]]:
         inner = _layer_chain(layer)
         if inner is not None:
             chain += inner
-        elif _rule(layer) is not None:
-            chain.append(layer)
-        else:
+            continue
+        rule = _rule(layer)
+        if rule is None:
             return None
+        chain.append((layer, rule))
     return chain
 
 
-def _layerwise(layers, primal, tangents, order, training) -> TaylorTerms:
-    """Path 1 of the module doc: push (value, first, second) layer by layer."""
+def _layerwise(chain, primal, tangents, order, training) -> TaylorTerms:
+    """Path 1 of the module doc: push (value, first, second) through `_layer_chain(f)`."""
     jet = (primal, tangents, None)
-    for layer in layers:
-        jet = _rule(layer)(layer, jet, order, training)
+    for layer, rule in chain:
+        jet = rule(layer, jet, order, training)
     value, first, second = jet
     if order == 2 and second is None:
         second = tf.zeros_like(first)
@@ -462,9 +471,9 @@ def taylor_terms(
             f"tangents must have a static slot axis (B, M, ...), got shape "
             f"{tangents.shape}."
         )
-    layers = _layer_chain(fn) if vectorize else None
-    if layers is not None:
-        return _layerwise(layers, primal, tangents, order, training)
+    chain = _layer_chain(fn) if vectorize else None
+    if chain is not None:
+        return _layerwise(chain, primal, tangents, order, training)
     if isinstance(fn, keras.layers.Layer):
         check_per_example(fn, training)
     fn = bind_training(fn, training)
