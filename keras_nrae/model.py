@@ -338,9 +338,7 @@ class NeighborhoodReconstructionModel(Autoencoder):
         if self.expand == "autoencoder":
             for part in (self.encoder, self.decoder):
                 check_per_example(part, training)
-            autoencoder = lambda v: self.decoder(
-                self._code(self.encoder(v, training=training)), training=training
-            )
+            autoencoder = lambda v: self.call(v, training=training)
             x_hat, errors = taylor_reconstruction_errors(
                 autoencoder, x, neighbors - x[:, None], neighbors, self.order,
                 self.include_center,
