@@ -1,0 +1,130 @@
+"""Op-level profile of the AE, NRAE-L and NRAE-Q training steps of `step_time.py`.
+
+Each row's `train_function` runs under the TensorFlow profiler
+(`tf.profiler.experimental`); the host trace (XPlane) is read back and every
+TensorFlow op's time is summed by op type and divided by the number of
+profiled steps. The table prints ms per step for each op type and for these
+groups:
+
+  matmul      MatMul, _FusedMatMul, BatchMatMul*, Conv*
+  copy        ConcatV2, Split*, Slice, StridedSlice*, Tile, Pack, Unpack,
+              Transpose, Pad, Reshape-free data movement
+  elementwise everything else that maps tensors to same-size tensors
+  other       reductions, the optimizer, control ops
+
+Op times overlap when TensorFlow runs independent ops in parallel, so a
+column can sum to more than the wall time; compare rows, not absolutes.
+
+    python benchmarks/profile_step.py                 # --arch mlp, d = 16, M ∈ {1, 4}
+    python benchmarks/profile_step.py --arch conv --top 25
+"""
+
+import argparse
+import collections
+import glob
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import tensorflow as tf
+from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import step_time  # noqa: E402  (the rows, models and batches profiled here)
+
+ROWS = ("AE", "NRAE-L", "NRAE-Q")
+GROUPS = {
+    "matmul": ("MatMul", "_FusedMatMul", "BatchMatMulV2", "BatchMatMulV3", "Conv2D",
+               "Conv2DBackpropInput", "Conv2DBackpropFilter", "_FusedConv2D"),
+    "copy": ("ConcatV2", "Split", "SplitV", "Slice", "StridedSlice", "StridedSliceGrad",
+             "Tile", "Pack", "Unpack", "Transpose", "Pad", "BroadcastTo"),
+    "other": ("Sum", "Mean", "Prod", "Max", "Min", "ResourceApplyAdam", "AssignAddVariableOp",
+              "AssignVariableOp", "ReadVariableOp", "Identity", "NoOp", "Const", "Shape",
+              "Assert", "All", "Reshape", "_Arg", "_Retval", "Cast"),
+}
+
+
+def _group(op_type: str) -> str:
+    for group, types in GROUPS.items():
+        if op_type in types:
+            return group
+    return "elementwise"
+
+
+def op_times(logdir: str) -> collections.Counter:
+    """{op type: total seconds} of the TensorFlow ops in a profiler log directory."""
+    (path,) = glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)
+    space = xplane_pb2.XSpace()
+    with open(path, "rb") as f:
+        space.ParseFromString(f.read())
+    totals = collections.Counter()
+    for plane in space.planes:
+        for line in plane.lines:
+            for event in line.events:
+                name = plane.event_metadata[event.metadata_id].name
+                op_type = name.rsplit(":", 1)[-1].strip()
+                if ":" in name and "::" not in name and not op_type.startswith("__"):  # not function calls
+                    totals[op_type] += event.duration_ps * 1e-12
+    return totals
+
+
+def profile_row(step, steps: int) -> (collections.Counter, float):
+    """({op type: ms per step}, median wall ms per step) of `steps` profiled steps."""
+    with tempfile.TemporaryDirectory() as logdir:
+        walls = []
+        tf.profiler.experimental.start(logdir)
+        for _ in range(steps):
+            start = time.perf_counter()
+            step()
+            walls.append(time.perf_counter() - start)
+        tf.profiler.experimental.stop()
+        totals = op_times(logdir)
+    return collections.Counter({k: 1e3 * v / steps for k, v in totals.items()}), 1e3 * statistics.median(walls)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", choices=sorted(step_time.ARCHS), default="mlp")
+    parser.add_argument("--latent-dim", type=int, default=16)
+    parser.add_argument("--neighbors", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--steps", type=int, default=10, help="profiled steps per row")
+    parser.add_argument("--top", type=int, default=15, help="op types listed per cell")
+    args = parser.parse_args()
+    arch = step_time.ARCHS[args.arch]
+    print(
+        f"TF {tf.__version__}, --arch {args.arch} {arch.shape}, B={arch.batch}, "
+        f"d={args.latent_dim}, {args.steps} profiled steps per row after 3 warm-up, "
+        f"ms per step summed by op type"
+    )
+    for neighbors in args.neighbors:
+        plain, batch = step_time._batches(arch, neighbors + 1)
+        models = step_time._models(arch, args.latent_dim, False)
+        profiles, walls = {}, {}
+        for name in ROWS:
+            step = step_time._stepper(models[name], plain if name == "AE" else batch)
+            for _ in range(3):
+                step()
+            profiles[name], walls[name] = profile_row(step, args.steps)
+        print(f"\nd={args.latent_dim} M={neighbors}")
+        header = f"  {'':<22}" + "".join(f"{name:>9}" for name in ROWS)
+        print(header)
+        print(f"  {'wall (median)':<22}" + "".join(f"{walls[n]:9.2f}" for n in ROWS))
+        grouped = {n: collections.Counter() for n in ROWS}
+        for name in ROWS:
+            for op_type, ms in profiles[name].items():
+                grouped[name][_group(op_type)] += ms
+        for group in ("matmul", "elementwise", "copy", "other"):
+            print(f"  {'[' + group + ']':<22}" + "".join(f"{grouped[n][group]:9.2f}" for n in ROWS))
+        print(f"  {'[all ops]':<22}" + "".join(f"{sum(profiles[n].values()):9.2f}" for n in ROWS))
+        ranked = (profiles["NRAE-Q"] + profiles["NRAE-L"]).most_common(args.top)
+        for op_type, _ in ranked:
+            print(f"  {op_type:<22}" + "".join(f"{profiles[n][op_type]:9.2f}" for n in ROWS))
+
+
+if __name__ == "__main__":
+    main()
