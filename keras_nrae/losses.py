@@ -84,11 +84,20 @@ def taylor_reconstruction_errors(
     else:
         value, first, second = taylor_terms(fn, primal, expanded, order, vectorize, training)
     _check_output_shape(value, targets)
-    slots = [tf.cast(value, targets.dtype)[:, None]] if center_first else []
+    # Errors slot group by slot group: no (B, M, *out) reconstruction is
+    # concatenated, and only the differences are kept for the gradient.
+    errors = []
+    if center_first:
+        errors.append(_squared_errors(tf.cast(value, targets.dtype)[:, None], targets[:, :1]))
     if first is not None:
-        slots.append(_expansion(value, first, second, targets.dtype))
-    recon = slots[0] if len(slots) == 1 else tf.concat(slots, axis=1)
-    return value, _sum_over_features(tf.math.squared_difference(targets, recon))
+        expanded_targets = targets[:, 1:] if center_first else targets
+        errors.append(_squared_errors(_expansion(value, first, second, targets.dtype), expanded_targets))
+    return value, errors[0] if len(errors) == 1 else tf.concat(errors, axis=1)
+
+
+def _squared_errors(recon: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
+    """‖targets − recon‖² (B, M) over the features of (B, M, *shape) tensors."""
+    return _sum_over_features(tf.square(recon - targets))
 
 
 def weighted_mean(errors: tf.Tensor, weights: Optional[tf.Tensor] = None) -> tf.Tensor:

@@ -344,16 +344,7 @@ class NeighborhoodReconstructionModel(Autoencoder):
                 self.include_center,
             )
         else:
-            batch = tf.shape(x)[0]
-            drawn = neighbors[:, 1:] if self.include_center else neighbors
-            codes = self._code(self.encoder(
-                tf.concat([x, tf.reshape(drawn, tf.concat([[-1], tf.shape(x)[1:]], 0))], 0),
-                training=training,
-            ))
-            z = codes[:batch]
-            z_neighbors = tf.reshape(codes[batch:], [batch, drawn.shape[1], codes.shape[-1]])
-            if self.include_center:
-                z_neighbors = tf.concat([z[:, None], z_neighbors], axis=1)
+            z, z_neighbors = self._codes(x, neighbors, training)
             x_hat, errors = taylor_reconstruction_errors(
                 self.decoder, z, z_neighbors - z[:, None], neighbors, self.order,
                 self.include_center, training=training,
@@ -362,6 +353,23 @@ class NeighborhoodReconstructionModel(Autoencoder):
         if self.include_center:
             loss = _refuse_unless_center_first(x, neighbors, loss)
         return loss, x_hat
+
+    def _codes(self, x, neighbors, training):
+        """(z (B, d), z_neighbors (B, M, d)) from one encoder pass over all slots.
+
+        With `include_center` slot 0 is x itself, so the slots are all the
+        points there are: the encoder runs on `neighbors` as it is laid out
+        (B·M rows, no copy) and z is slot 0's code. Otherwise on [x; slots].
+        """
+        rows = lambda t: tf.reshape(t, tf.concat([[-1], tf.shape(x)[1:]], 0))
+        slots = neighbors.shape[1]
+        if self.include_center:
+            codes = self._code(self.encoder(rows(neighbors), training=training))
+            z_neighbors = tf.reshape(codes, [-1, slots, codes.shape[-1]])
+            return z_neighbors[:, 0], z_neighbors
+        batch = tf.shape(x)[0]
+        codes = self._code(self.encoder(tf.concat([x, rows(neighbors)], 0), training=training))
+        return codes[:batch], tf.reshape(codes[batch:], [-1, slots, codes.shape[-1]])
 
     def _training_loss(self, x, neighbors, targets):
         if neighbors is None:
