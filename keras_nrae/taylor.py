@@ -17,10 +17,13 @@ Where the saving comes from, fastest path first:
    layer is one this module knows exactly (`LAYER_RULES`: Keras's own `call`,
    no activity regularizer). The jet (value, first, second) is pushed through
    each layer: an affine core A x + b maps value → A value + b on the B primal
-   rows and the tangent streams → A t on B·M rows in one call; an elementwise
-   σ maps first → σ'(a) first and second → σ'(a) second + σ''(a) first², with
+   rows and each tangent stream → A t on its B·M rows; an elementwise σ maps
+   first → σ'(a) first and second → σ'(a) second + σ''(a) first², with
    σ'(a), σ''(a) taken once per primal row. The primal is computed once, f(p)
-   comes out of the same pass, and order 2 costs two tangent streams.
+   comes out of the same pass, and order 2 costs two tangent streams. For
+   the gradient, an affine layer after σ keeps only the streams entering σ
+   and recomputes those leaving it (elementwise work, not matmuls): order 2
+   keeps two tensors per layer where autodiff of the same ops keeps five.
    With `training=True`, Dropout-type layers draw one mask per step and apply
    it to the value and the tangents alike, GaussianNoise adds noise to the
    value only, and BatchNormalization normalises the value with the primal
@@ -46,7 +49,7 @@ activity regularizer.
 """
 
 import math
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import keras
 import tensorflow as tf
@@ -96,17 +99,18 @@ def bind_training(fn: Callable, training: Optional[bool]) -> Callable[[tf.Tensor
 
 
 def _streams_map(fn, first, second):
-    """Apply a per-example map to the (B, M, ...) streams in one call over their B·M (·2) rows."""
-    streams = [first] if second is None else [first, second]
-    merged = tf.concat(
-        [tf.reshape(t, tf.concat([[-1], tf.shape(t)[2:]], 0)) for t in streams], 0
-    )
+    """Apply a per-example map to the (B, M, ...) streams, one call over each stream's B·M rows.
+
+    The streams are not concatenated: a copy of both would be made in the
+    forward pass, kept for the gradient and split again in the backward pass.
+    """
     slots = first.shape[1]
-    out = [
-        tf.reshape(t, tf.concat([[-1, slots], tf.shape(t)[1:]], 0))
-        for t in tf.split(fn(merged), len(streams), axis=0)
-    ]
-    return out[0], (None if second is None else out[1])
+
+    def over_rows(t):
+        out = fn(tf.reshape(t, tf.concat([[-1], tf.shape(t)[2:]], 0)))
+        return tf.reshape(out, tf.concat([[-1, slots], tf.shape(out)[1:]], 0))
+
+    return over_rows(first), (None if second is None else over_rows(second))
 
 
 def _scale_streams(factor, first, second):
@@ -117,15 +121,19 @@ def _scale_streams(factor, first, second):
     return factor * first, (None if second is None else factor * second)
 
 
-def affine(layer: keras.layers.Layer, x: tf.Tensor, bias: bool = True) -> tf.Tensor:
+def affine(
+    layer: keras.layers.Layer, x: tf.Tensor, bias: bool = True, kernel: Optional[tf.Tensor] = None
+) -> tf.Tensor:
     """A x (+ b) of a Dense / Conv / ConvTranspose layer: its call without the activation.
 
     The same ops, in the same order and dtype, as the layer's own `call` under
-    `Layer.__call__` (tests/test_decoder_matrix.py pins this).
+    `Layer.__call__` (tests/test_decoder_matrix.py pins this). `kernel`, if
+    given, is the layer's kernel already read and cast to its compute dtype.
     """
     dtype = layer.compute_dtype
     x = keras.ops.cast(x, dtype)
-    kernel = keras.ops.cast(layer.kernel, dtype)
+    if kernel is None:
+        kernel = keras.ops.cast(layer.kernel, dtype)
     if isinstance(layer, keras.layers.Dense):
         out = keras.ops.matmul(x, kernel)
         return keras.ops.add(out, keras.ops.cast(layer.bias, dtype)) if bias and layer.bias is not None else out
@@ -235,27 +243,122 @@ def _derivatives(activation, pre, order):
     return value, slope, curvature_tape.gradient(slope, pre, unconnected_gradients=zero)
 
 
+class _Activated(NamedTuple):
+    """Tangent streams after an elementwise σ at pre-activations a, not yet formed:
+
+        first  = σ'(a) ⊙ incoming first
+        second = σ'(a) ⊙ incoming second + σ''(a) ⊙ incoming first²   (order 2)
+
+    slope σ'(a) and curvature σ''(a) (None for order 1) are (B, ...), the
+    incoming streams (B, M, ...); incoming second is None where it is zero.
+    An affine layer right after takes them as they are (`_affine_of_activated`);
+    any other rule forms them first (`formed`).
+    """
+
+    slope: tf.Tensor
+    curvature: Optional[tf.Tensor]
+    first: tf.Tensor
+    second: Optional[tf.Tensor]
+
+    def formed(self) -> Tuple[tf.Tensor, Optional[tf.Tensor]]:
+        slope = self.slope[:, None]
+        first = slope * self.first
+        if self.curvature is None:
+            return first, None
+        second = self.curvature[:, None] * tf.square(self.first)
+        if self.second is not None:
+            second += slope * self.second
+        return first, second
+
+
 def _elementwise_jet(activation, pre, first, second, order) -> Jet:
     """Push the jet through σ = `activation` at pre-activations `pre` (B, ...).
 
-    σ(a), σ'(a) first and (order 2) σ'(a) second + σ''(a) first², with first
-    and second (B, M, ...) and σ', σ'' taken once per primal row.
+    Returns (σ(a), `_Activated` streams, None), with σ', σ'' taken once per
+    primal row; for the identity, (a, first, second) unchanged.
     """
     if activation is keras.activations.linear:
         return pre, first, second
     value, slope, curvature = _derivatives(activation, pre, order)
-    first_out = slope[:, None] * first
-    if order == 1:
-        return value, first_out, None
-    second_out = curvature[:, None] * tf.square(first)
-    if second is not None:
-        second_out += slope[:, None] * second
-    return value, first_out, second_out
+    return value, _Activated(slope, curvature if order == 2 else None, first, second), None
+
+
+def _formed(jet) -> Jet:
+    """The jet with `_Activated` streams formed into tensors."""
+    value, first, second = jet
+    return (value, *first.formed()) if isinstance(first, _Activated) else jet
+
+
+def _recomputed_in_backward(fn: Callable, inputs: List[tf.Tensor]) -> List[tf.Tensor]:
+    """fn(*inputs) (a list of tensors) whose gradient keeps only `inputs` alive:
+    fn's intermediates are recomputed from them when the gradient is taken.
+
+    The recomputation is made to wait for the incoming gradients, so that graph
+    optimisation cannot merge it with the forward pass (which would keep the
+    forward's tensors alive after all); ops of it that the gradient does not
+    read (a matmul's output, for one) are pruned from the graph.
+    """
+
+    @tf.custom_gradient
+    def recomputed(*inputs):
+        def gradient(*output_gradients):
+            with tf.control_dependencies(output_gradients):
+                replayed = [tf.identity(t) for t in inputs]
+            with tf.GradientTape() as tape:
+                tape.watch(replayed)
+                outputs = fn(*replayed)
+            return tape.gradient(
+                outputs, replayed, output_gradients=output_gradients,
+                unconnected_gradients=tf.UnconnectedGradients.ZERO,
+            )
+
+        return fn(*inputs), gradient
+
+    return recomputed(*inputs)
+
+
+def _held(activated: _Activated) -> List[tf.Tensor]:
+    return [t for t in activated if t is not None]
+
+
+def _rebuilt(like: _Activated, tensors) -> _Activated:
+    """`like` with its tensors replaced, in order, by `tensors`."""
+    it = iter(tensors)
+    return _Activated(*(None if t is None else next(it) for t in like))
+
+
+def _affine_of_activated(layer, activated: _Activated):
+    """A·first, A·second (B, M, ...) of an affine layer for `_Activated` streams.
+
+    The value is that of `_streams_map(affine(layer, ·, bias=False), *activated.formed())`,
+    but the gradient keeps only what `activated` holds and recomputes the formed
+    streams (a few elementwise ops) when it is taken, instead of keeping both
+    the streams going into σ and the ones coming out of it: for order 2 that
+    is two (B·M, units) tensors kept per layer instead of five.
+    """
+    slots = activated.first.shape[1]
+
+    def rows_out(*tensors):
+        *held, kernel = tensors
+        return [
+            affine(layer, tf.reshape(t, tf.concat([[-1], tf.shape(t)[2:]], 0)), bias=False, kernel=kernel)
+            for t in _rebuilt(activated, held).formed() if t is not None
+        ]
+
+    kernel = keras.ops.cast(layer.kernel, layer.compute_dtype)
+    out = [  # back to (B, M, ...) outside: the gradient must not read a matmul's output shape
+        tf.reshape(t, tf.concat([[-1, slots], tf.shape(t)[1:]], 0))
+        for t in _recomputed_in_backward(rows_out, _held(activated) + [kernel])
+    ]
+    return out[0], (out[1] if len(out) == 2 else None)
 
 
 def _affine_rule(layer, jet, order, training) -> Jet:
     value, first, second = jet
-    first, second = _streams_map(lambda t: affine(layer, t, bias=False), first, second)
+    if isinstance(first, _Activated):
+        first, second = _affine_of_activated(layer, first)
+    else:
+        first, second = _streams_map(lambda t: affine(layer, t, bias=False), first, second)
     return _elementwise_jet(layer.activation, affine(layer, value), first, second, order)
 
 
@@ -367,8 +470,8 @@ def _layerwise(chain, primal, tangents, order, training) -> TaylorTerms:
     """Path 1 of the module doc: push (value, first, second) through `_layer_chain(f)`."""
     jet = (primal, tangents, None)
     for layer, rule in chain:
-        jet = rule(layer, jet, order, training)
-    value, first, second = jet
+        jet = rule(layer, jet if rule is _affine_rule else _formed(jet), order, training)
+    value, first, second = _formed(jet)
     if order == 2 and second is None:
         second = tf.zeros_like(first)
     return value, first, second
