@@ -118,6 +118,7 @@ def _monitor_on(model_logs):
     monitor.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
     for step, (kind, loss) in enumerate(model_logs):
         getattr(monitor, f"on_{'train_batch' if kind == 'batch' else 'epoch'}_end")(step, {"loss": loss})
+    monitor.on_train_end()
     return monitor
 
 
@@ -127,6 +128,48 @@ def test_divergence_monitor_flags_nan_and_exploding_loss():
     assert exploding.diverged and exploding.model.stop_training
     assert _monitor_on([("batch", 1.0), ("batch", float("nan"))]).diverged
     assert _monitor_on([("epoch", float("inf"))]).diverged
+
+
+def test_divergence_monitor_flags_a_loss_that_never_improves():
+    # Wrong from the first epoch on: never 10x the lowest, never below the first.
+    stuck = _monitor_on([("epoch", 5.0), ("epoch", 5.0), ("epoch", 7.0)])
+    assert stuck.diverged and "never improved" in stuck.reason
+    assert not _monitor_on([("epoch", 5.0), ("epoch", 4.9), ("epoch", 7.0)]).diverged
+    assert not _monitor_on([("epoch", 5.0)]).diverged  # one epoch: nothing to compare
+
+
+class _Constant:
+    """A stand-in trained model: every pixel reconstructed as `value`."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __call__(self, x, training=False):
+        return np.full(np.shape(x), self.value, np.float32)
+
+
+def test_failure_reason_compares_with_the_mean_image():
+    x = (np.random.default_rng(3).uniform(size=(50, 6, 6, 1)) < 0.1).astype("float32")
+    trivial = image_benchmark.mean_image_mse(x)
+    assert trivial == pytest.approx(np.mean((x - x.mean(0)) ** 2))
+    assert image_benchmark.failure_reason(_Halving(False), x) is None  # MSE = mean(x²)/4 < trivial
+    saturated = image_benchmark.failure_reason(_Constant(1.0), x)  # sigmoid stuck at 1
+    assert saturated is not None and "mean training image" in saturated
+    assert image_benchmark.failure_reason(_Constant(1.0), x, factor=None) is None
+    assert image_benchmark.failure_reason(_Constant(np.nan), x, factor=None) is not None
+
+
+def test_a_run_that_is_wrong_from_its_first_epoch_is_reported_not_scored():
+    # Sparse strokes and a step size that saturates the sigmoid at once: the loss
+    # stays finite and bounded (never 10x its lowest), but the model is useless.
+    x = (np.random.default_rng(4).uniform(size=(64, 6, 6, 1)) < 0.1).astype("float32")
+    config = image_benchmark.BenchmarkConfig(
+        latent_dim=2, hidden=(16,), batch_size=16, learning_rate=1.0, epochs=3
+    )
+    model = image_benchmark.train_baseline("AE", x, config, seed=0)
+    assert image_benchmark.reconstruction_mse(model, x) > np.mean((x - x.mean(0)) ** 2)  # finite, useless
+    assert model.diverged and model.divergence
+    assert np.isnan(image_benchmark._score(model, x))
 
 
 def test_a_run_that_blows_up_is_reported_not_scored():

@@ -17,9 +17,13 @@ Every model uses the same architecture (`mlp_autoencoder` or, with
 `arch="conv"`, `conv_autoencoder`; sigmoid output), Adam, epochs and batch
 size (`BenchmarkConfig`); the baselines' own weights are fixed, documented
 defaults (`BASELINE_SETTINGS`). GRAE's target embedding is computed once per
-training set. A run whose loss becomes NaN/Inf or grows past
-`divergence_factor` × its lowest epoch loss is stopped and reported as
-"diverged": it is neither scored nor selected (`DivergenceMonitor`).
+training set. A run is reported as "diverged", and neither scored nor
+selected, when its loss becomes NaN/Inf or grows past `divergence_factor` ×
+its lowest epoch loss (it is stopped there), when no epoch after the first
+lowers its loss (`DivergenceMonitor`), or when it ends reconstructing its own
+training images worse than their mean image does (`trivial_factor`,
+`failure_reason`): a run that goes wrong in its first epoch, or never gets
+good, must not be scored as if it were an NRAE or baseline result.
 Results: a Markdown table of mean ± std over seeds and a CSV with one row per
 (dataset, size, model, seed).
 
@@ -89,11 +93,15 @@ class BenchmarkConfig:
     lam_grid: Tuple[float, ...] = (0.1, 1.0)
     orders: Tuple[int, ...] = (1, 2)
     divergence_factor: float = 10.0  # stop when an epoch's loss exceeds this × the lowest so far
+    # Diverged when the trained model's training-image MSE exceeds this × that of
+    # predicting the mean training image (None: no such check).
+    trivial_factor: Optional[float] = 1.0
 
 
 SMOKE_CONFIG = BenchmarkConfig(
     latent_dim=2, hidden=(16,), epochs=1, batch_size=16, small_size=64,
     k_grid=(3,), lam_grid=(0.5,),
+    trivial_factor=None,  # one epoch on 64 noise images cannot be expected to beat the mean
 )
 
 
@@ -161,39 +169,89 @@ Callbacks = Sequence[keras.callbacks.Callback]
 
 
 class DivergenceMonitor(keras.callbacks.Callback):
-    """Stops training, and sets `diverged`, when the loss is NaN/Inf (checked every
-    batch) or an epoch's mean loss exceeds `factor` × the lowest epoch loss so far."""
+    """Flags a run as diverged (`diverged`, with the cause in `reason`).
+
+    Stops training when the loss is NaN/Inf (checked every batch) or an
+    epoch's mean loss exceeds `factor` × the lowest epoch loss so far. At the
+    end of a run of two or more epochs it also flags one whose loss never went
+    below its first epoch's: such a run went wrong at once, so no later epoch
+    can look like an explosion relative to the lowest.
+    """
 
     def __init__(self, factor: float = 10.0):
         super().__init__()
         self.factor = float(factor)
         self.diverged = False
+        self.reason = None
         self.lowest = np.inf
+        self.epoch_losses = []
 
-    def _stop(self):
+    def _stop(self, reason: str):
         self.diverged = True
+        self.reason = self.reason or reason
         self.model.stop_training = True
 
     def on_train_batch_end(self, batch, logs=None):
-        if not np.isfinite(float((logs or {}).get("loss", 0.0))):
-            self._stop()
+        loss = float((logs or {}).get("loss", 0.0))
+        if not np.isfinite(loss):
+            self._stop(f"loss {loss} in a batch")
 
     def on_epoch_end(self, epoch, logs=None):
         loss = float((logs or {}).get("loss", 0.0))
-        if not np.isfinite(loss) or loss > self.factor * self.lowest:
-            self._stop()
+        self.epoch_losses.append(loss)
+        if not np.isfinite(loss):
+            self._stop(f"epoch {epoch + 1} loss {loss}")
+        elif loss > self.factor * self.lowest:
+            self._stop(f"epoch {epoch + 1} loss {loss:.4g} > {self.factor:g} × lowest {self.lowest:.4g}")
         self.lowest = min(self.lowest, loss)
+
+    def on_train_end(self, logs=None):
+        losses = self.epoch_losses
+        if not self.diverged and len(losses) >= 2 and not min(losses[1:]) < losses[0]:
+            self.diverged = True
+            self.reason = f"loss never improved on its first epoch's {losses[0]:.4g}"
+
+
+def mean_image_mse(x: np.ndarray) -> float:
+    """Per-pixel MSE of predicting x's mean image for every image of x: what any trained autoencoder must beat."""
+    x = np.asarray(x)
+    return float(np.mean(np.var(x, axis=0, dtype=np.float64)))
+
+
+def failure_reason(model: Autoencoder, x: np.ndarray, factor: Optional[float] = 1.0) -> Optional[str]:
+    """Why a finished run on training images x counts as diverged, or None.
+
+    Diverged: its per-pixel MSE on x is NaN/Inf or above `factor` ×
+    `mean_image_mse(x)` (factor None: only NaN/Inf). Loss-based checks
+    (`DivergenceMonitor`) miss a run that is wrong from its first epoch on,
+    e.g. sigmoid outputs saturated on the wrong side; this one does not.
+    """
+    mse = reconstruction_mse(model, x)
+    if not np.isfinite(mse):
+        return f"training MSE {mse}"
+    if factor is not None and mse > factor * mean_image_mse(x):
+        return (f"training MSE {mse:.4g} > {factor:g} × {mean_image_mse(x):.4g}, "
+                f"the MSE of predicting the mean training image")
+    return None
 
 
 def _train(
-    model: Autoencoder, data, config: BenchmarkConfig, callbacks: Callbacks = (), targets=None
+    model: Autoencoder, data, config: BenchmarkConfig, callbacks: Callbacks = (), targets=None,
+    x: Optional[np.ndarray] = None,
 ) -> Autoencoder:
-    """model compiled and fitted; `model.diverged` says whether `DivergenceMonitor` stopped it."""
+    """model compiled and fitted on data (training images x).
+
+    `model.diverged` says whether the run diverged, `model.divergence` why:
+    `DivergenceMonitor` during training, then `failure_reason` on x.
+    """
     model.compile(keras.optimizers.Adam(config.learning_rate))
     fit_args = {"batch_size": config.batch_size} if isinstance(data, np.ndarray) else {}
     monitor = DivergenceMonitor(config.divergence_factor)
     model.fit(data, targets, epochs=config.epochs, verbose=0, callbacks=[*callbacks, monitor], **fit_args)
-    model.diverged = monitor.diverged
+    reason = monitor.reason
+    if reason is None:
+        reason = failure_reason(model, data if x is None else x, config.trivial_factor)
+    model.diverged, model.divergence = reason is not None, reason
     return model
 
 
@@ -222,7 +280,7 @@ def train_nrae(
     model = NeighborhoodReconstructionModel(
         *_pair(x.shape[1:], config), order=order, kernel=kernels.Binary(lam)
     )
-    return _train(model, data, config, callbacks)
+    return _train(model, data, config, callbacks, x=x)
 
 
 # -- the protocol ----------------------------------------------------------------
@@ -236,7 +294,7 @@ def validation_split(x_train: np.ndarray, fraction: float) -> Tuple[np.ndarray, 
 
 
 def _score(model: Autoencoder, x: np.ndarray) -> float:
-    """Per-pixel MSE on x, or NaN for a diverged run (stopped by `DivergenceMonitor`)."""
+    """Per-pixel MSE on x, or NaN for a run `_train` flagged as diverged."""
     if getattr(model, "diverged", False):
         return float("nan")
     mse = reconstruction_mse(model, x)
@@ -258,7 +316,8 @@ def select_nrae(
         model = train_nrae(x_fit, order, k, lam, config, seed=0, graph=graphs[k])
         mse = _score(model, x_val)
         log(f"  validation  {NRAE_NAMES[order]}  k={k:<3d} lam={lam:<6g} "
-            + (f"mse={mse:.5f}" if np.isfinite(mse) else "DIVERGED (not selectable)"))
+            + (f"mse={mse:.5f}" if np.isfinite(mse)
+               else f"DIVERGED (not selectable): {getattr(model, 'divergence', None)}"))
         if np.isfinite(mse) and (order not in best or mse < best[order].validation_mse):
             best[order] = NraeSettings(order, k, lam, mse)
     return best
