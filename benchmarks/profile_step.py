@@ -27,10 +27,12 @@ import statistics
 import sys
 import tempfile
 import time
+from typing import Optional
 
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import keras
 import tensorflow as tf
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
@@ -71,6 +73,33 @@ def op_times(logdir: str) -> collections.Counter:
                 if ":" in name and "::" not in name and not op_type.startswith("__"):  # not function calls
                     totals[op_type] += event.duration_ps * 1e-12
     return totals
+
+
+def matmul_flops(model, plain: bool, batch: int, slots: int) -> Optional[int]:
+    """Multiply-adds of the step's matmuls, forward and backward, for an MLP.
+
+    plain (the AE row): every layer on all B·(M+1) points. NRAE (slot 0 the centre): the
+    encoder as AE; the decoder on the B centres plus, per Dense layer, one
+    tangent stream of B·M rows (order 2: two from the second layer on).
+    Backward costs twice the forward, less the input gradient of the first
+    encoder layer. None when a layer of the model is neither Dense nor a reshape.
+    """
+    shapes_only = (keras.layers.InputLayer, keras.layers.Flatten, keras.layers.Reshape)
+    dense = lambda part: [l for l in part.layers if not isinstance(l, shapes_only)]
+    encoder, decoder = dense(model.encoder), dense(model.decoder)
+    layers = encoder + decoder
+    if not all(isinstance(layer, keras.layers.Dense) for layer in layers):
+        return None
+    points, decoder_rows = batch * slots, {}
+    for i, layer in enumerate(decoder):
+        streams = 1 if i == 0 else model.order
+        decoder_rows[id(layer)] = points if plain else batch + streams * batch * (slots - 1)
+    total = 0
+    for layer in layers:
+        units = layer.kernel.shape[0] * layer.kernel.shape[1]
+        rows = decoder_rows.get(id(layer), points)
+        total += (2 if layer is encoder[0] else 3) * rows * units
+    return total
 
 
 def profile_row(step, steps: int) -> (collections.Counter, float):
@@ -121,6 +150,11 @@ def main():
         for group in ("matmul", "elementwise", "copy", "other"):
             print(f"  {'[' + group + ']':<22}" + "".join(f"{grouped[n][group]:9.2f}" for n in ROWS))
         print(f"  {'[all ops]':<22}" + "".join(f"{sum(profiles[n].values()):9.2f}" for n in ROWS))
+        flops = {n: matmul_flops(models[n], n == "AE", arch.batch, neighbors + 1) for n in ROWS}
+        if flops["AE"]:
+            print(f"  {'matmul FLOPs x AE':<22}" + "".join(f"{flops[n] / flops['AE']:9.2f}" for n in ROWS))
+        print(f"  {'matmul time x AE':<22}" + "".join(f"{grouped[n]['matmul'] / grouped['AE']['matmul']:9.2f}" for n in ROWS))
+        print(f"  {'wall x AE':<22}" + "".join(f"{walls[n] / walls['AE']:9.2f}" for n in ROWS))
         ranked = (profiles["NRAE-Q"] + profiles["NRAE-L"]).most_common(args.top)
         for op_type, _ in ranked:
             print(f"  {op_type:<22}" + "".join(f"{profiles[n][op_type]:9.2f}" for n in ROWS))

@@ -251,8 +251,8 @@ class _Activated(NamedTuple):
 
     slope σ'(a) and curvature σ''(a) (None for order 1) are (B, ...), the
     incoming streams (B, M, ...); incoming second is None where it is zero.
-    An affine layer right after takes them as they are (`_affine_of_activated`);
-    any other rule forms them first (`formed`).
+    An affine layer after σ (reshapes in between) takes them as they are
+    (`_affine_of_activated`); any other rule forms them first (`formed`).
     """
 
     slope: tf.Tensor
@@ -369,7 +369,15 @@ def _activation_rule(layer, jet, order, training) -> Jet:
 
 
 def _reshape_rule(layer, jet, order, training) -> Jet:
+    """Reshapes move entries and commute with σ: `_Activated` streams pass through unformed."""
     value, first, second = jet
+    if isinstance(first, _Activated):
+        slope, curvature, incoming_first, incoming_second = first
+        first = _Activated(
+            layer(slope), None if curvature is None else layer(curvature),
+            *_streams_map(layer, incoming_first, incoming_second),
+        )
+        return layer(value), first, None
     return (layer(value), *_streams_map(layer, first, second))
 
 
@@ -404,6 +412,10 @@ def _batch_norm_rule(layer, jet, order, training) -> Jet:
     shape = [1] * (first.shape.rank - 1)
     shape[axis] = -1
     return (layer(value, training=training), *_scale_streams(tf.reshape(scale, shape), first, second))
+
+
+# Rules that take `_Activated` streams as they are; the others get them formed.
+_TAKE_ACTIVATED = (_affine_rule, _reshape_rule)
 
 
 def _affine_ok(layer) -> bool:
@@ -470,7 +482,7 @@ def _layerwise(chain, primal, tangents, order, training) -> TaylorTerms:
     """Path 1 of the module doc: push (value, first, second) through `_layer_chain(f)`."""
     jet = (primal, tangents, None)
     for layer, rule in chain:
-        jet = rule(layer, jet if rule is _affine_rule else _formed(jet), order, training)
+        jet = rule(layer, jet if rule in _TAKE_ACTIVATED else _formed(jet), order, training)
     value, first, second = _formed(jet)
     if order == 2 and second is None:
         second = tf.zeros_like(first)
