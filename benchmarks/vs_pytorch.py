@@ -69,7 +69,7 @@ def official_step(torch):
         loss = (weights * errors).mean()
         loss.backward()
         optimizer.step()
-        return float(loss)
+        return float(loss.detach())
 
     return make_model, step
 
