@@ -98,18 +98,23 @@ def bind_training(fn: Callable, training: Optional[bool]) -> Callable[[tf.Tensor
 # -- path 1: layer rules ---------------------------------------------------------------
 
 
+def _rows(t: tf.Tensor) -> tf.Tensor:
+    """(B, M, ...) -> (B·M, ...)."""
+    return tf.reshape(t, tf.concat([[-1], tf.shape(t)[2:]], 0))
+
+
+def _slots(t: tf.Tensor, slots: int) -> tf.Tensor:
+    """(B·M, ...) -> (B, M, ...), M = slots."""
+    return tf.reshape(t, tf.concat([[-1, slots], tf.shape(t)[1:]], 0))
+
+
 def _streams_map(fn, first, second):
     """Apply a per-example map to the (B, M, ...) streams, one call over each stream's B·M rows.
 
     The streams are not concatenated: a copy of both would be made in the
     forward pass, kept for the gradient and split again in the backward pass.
     """
-    slots = first.shape[1]
-
-    def over_rows(t):
-        out = fn(tf.reshape(t, tf.concat([[-1], tf.shape(t)[2:]], 0)))
-        return tf.reshape(out, tf.concat([[-1, slots], tf.shape(out)[1:]], 0))
-
+    over_rows = lambda t: _slots(fn(_rows(t)), first.shape[1])
     return over_rows(first), (None if second is None else over_rows(second))
 
 
@@ -225,8 +230,8 @@ _DERIVATIVES = {
 
 
 def _derivatives(activation, pre, order):
-    """(σ(a), σ'(a), σ''(a) or None for order 1) at pre-activations a: closed form
-    where known, else reverse mode."""
+    """(σ(a), σ'(a), σ''(a)) at pre-activations a: closed form where known, else
+    reverse mode, which skips σ'' (None) for order 1; a closed form gives both."""
     closed_form = _DERIVATIVES.get(activation)
     if closed_form is not None:
         value = activation(pre)
@@ -336,18 +341,16 @@ def _affine_of_activated(layer, activated: _Activated):
     the streams going into σ and the ones coming out of it: for order 2 that
     is two (B·M, units) tensors kept per layer instead of five.
     """
-    slots = activated.first.shape[1]
-
     def rows_out(*tensors):
         *held, kernel = tensors
         return [
-            affine(layer, tf.reshape(t, tf.concat([[-1], tf.shape(t)[2:]], 0)), bias=False, kernel=kernel)
+            affine(layer, _rows(t), bias=False, kernel=kernel)
             for t in _rebuilt(activated, held).formed() if t is not None
         ]
 
     kernel = keras.ops.cast(layer.kernel, layer.compute_dtype)
     out = [  # back to (B, M, ...) outside: the gradient must not read a matmul's output shape
-        tf.reshape(t, tf.concat([[-1, slots], tf.shape(t)[1:]], 0))
+        _slots(t, activated.first.shape[1])
         for t in _recomputed_in_backward(rows_out, _held(activated) + [kernel])
     ]
     return out[0], (out[1] if len(out) == 2 else None)
@@ -549,12 +552,9 @@ def _vectorized(fn, primal, tangents, order):
 
 
 def _repeated(fn, primal, tangents, order):
-    batch = tf.shape(tangents)[0]
     slots = tangents.shape[1]
-    flat = tf.reshape(tangents, tf.concat([[-1], tf.shape(tangents)[2:]], 0))
-    _, first, second = _directional_terms(fn, tf.repeat(primal, slots, axis=0), flat, order)
-    unflatten = lambda t: tf.reshape(t, tf.concat([[batch, slots], tf.shape(t)[1:]], 0))
-    return fn(primal), unflatten(first), None if second is None else unflatten(second)
+    _, first, second = _directional_terms(fn, tf.repeat(primal, slots, axis=0), _rows(tangents), order)
+    return fn(primal), _slots(first, slots), None if second is None else _slots(second, slots)
 
 
 def taylor_terms(
