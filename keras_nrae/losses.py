@@ -96,7 +96,7 @@ def taylor_reconstruction_errors(
 
 
 def _squared_errors(recon: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
-    """‖targets − recon‖² (B, M) over the features of (B, M, *shape) tensors."""
+    """‖targets − recon‖² (B, M) over the features of (B, M, *shape) tensors (or broadcastable)."""
     return _sum_over_features(tf.square(recon - targets))
 
 
@@ -189,7 +189,7 @@ def neighborhood_reconstruction_loss(
 
 def squared_distances(x: tf.Tensor, x_neighbors: tf.Tensor) -> tf.Tensor:
     """‖x_b − x'_bm‖² (B, M) for x (B, *shape) and x_neighbors (B, M, *shape)."""
-    return _sum_over_features(tf.math.squared_difference(x_neighbors, x[:, None]))
+    return _squared_errors(x_neighbors, x[:, None])
 
 
 @keras.saving.register_keras_serializable(package="keras_nrae")

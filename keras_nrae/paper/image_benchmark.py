@@ -183,7 +183,6 @@ class DivergenceMonitor(keras.callbacks.Callback):
         self.factor = float(factor)
         self.diverged = False
         self.reason = None
-        self.lowest = np.inf
         self.epoch_losses = []
 
     def _stop(self, reason: str):
@@ -198,12 +197,12 @@ class DivergenceMonitor(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         loss = float((logs or {}).get("loss", 0.0))
+        lowest = min(self.epoch_losses, default=np.inf)
         self.epoch_losses.append(loss)
         if not np.isfinite(loss):
             self._stop(f"epoch {epoch + 1} loss {loss}")
-        elif loss > self.factor * self.lowest:
-            self._stop(f"epoch {epoch + 1} loss {loss:.4g} > {self.factor:g} × lowest {self.lowest:.4g}")
-        self.lowest = min(self.lowest, loss)
+        elif loss > self.factor * lowest:
+            self._stop(f"epoch {epoch + 1} loss {loss:.4g} > {self.factor:g} × lowest {lowest:.4g}")
 
     def on_train_end(self, logs=None):
         losses = self.epoch_losses
@@ -229,8 +228,11 @@ def failure_reason(model: Autoencoder, x: np.ndarray, factor: Optional[float] = 
     mse = reconstruction_mse(model, x)
     if not np.isfinite(mse):
         return f"training MSE {mse}"
-    if factor is not None and mse > factor * mean_image_mse(x):
-        return (f"training MSE {mse:.4g} > {factor:g} × {mean_image_mse(x):.4g}, "
+    if factor is None:
+        return None
+    trivial = mean_image_mse(x)
+    if mse > factor * trivial:
+        return (f"training MSE {mse:.4g} > {factor:g} × {trivial:.4g}, "
                 f"the MSE of predicting the mean training image")
     return None
 
