@@ -8,6 +8,7 @@ every `--every` epochs. Prints one line per model: per-pixel validation MSE
 ×10⁻³ at epochs every, 2·every, ..., and the epoch of its minimum.
 
     python benchmarks/validation_curves.py mnist fashion_mnist --epochs 150 --every 10
+    python benchmarks/validation_curves.py cifar10 --models AE NRAE-L --set latent_dim=64
 """
 
 import argparse
@@ -21,6 +22,7 @@ import keras
 import numpy as np
 
 from keras_nrae.paper import image_benchmark as protocol
+from keras_nrae.paper.experiments import override_settings
 from keras_nrae.datasets import load_images
 from keras_nrae.graph import NeighborGraph
 from keras_nrae.metrics import reconstruction_mse
@@ -45,14 +47,19 @@ def main():
     parser.add_argument("--every", type=int, default=10)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--lam", type=float, default=0.1)
+    parser.add_argument("--models", nargs="+", default=["AE", "DAE", "NRAE-L", "NRAE-Q"],
+                        choices=protocol.MODEL_NAMES)
+    parser.add_argument("--set", nargs="+", default=[], metavar="NAME=VALUE",
+                        help="change BenchmarkConfig fields, e.g. --set arch=conv latent_dim=64 neighbors_per_point=4")
     args = parser.parse_args()
-    config = protocol.BenchmarkConfig(epochs=args.epochs)
+    config = override_settings(protocol.BenchmarkConfig(epochs=args.epochs), args.set)
     print(f"Validation MSE x1e-3 at epochs {args.every}, {2 * args.every}, ... {args.epochs}; {config}")
     for dataset in args.datasets:
-        x_train = protocol.training_subset(load_images(dataset, "train"), "S", config.small_size)
+        images = load_images(dataset, "train")
+        x_train = protocol.training_subset(images, "S", min(config.small_size, len(images)))
         x_fit, x_val = protocol.validation_split(x_train, config.validation_fraction)
         graph = NeighborGraph.build(x_fit, k=args.k, verbose=0)
-        for name in ("AE", "DAE", "NRAE-L", "NRAE-Q"):
+        for name in args.models:
             start = time.perf_counter()
             curve = ValidationCurve(x_val, args.every)
             if name in protocol.NRAE_ORDERS:

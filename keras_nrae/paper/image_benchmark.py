@@ -96,10 +96,19 @@ class BenchmarkConfig:
     # Diverged when the trained model's training-image MSE exceeds this × that of
     # predicting the mean training image (None: no such check).
     trivial_factor: Optional[float] = 1.0
+    # (field, value) pairs that replace the above for colour images (3 channels),
+    # chosen on CIFAR-10-S validation only: benchmarks/results/cifar10-validation/.
+    colour: Tuple[Tuple[str, object], ...] = (("latent_dim", 128), ("epochs", 200))
+
+    def for_images(self, shape: Sequence[int]) -> "BenchmarkConfig":
+        """This config for images of `shape` (H, W, C): `colour`'s fields replaced when C = 3."""
+        if len(shape) == 3 and shape[-1] == 3:
+            return dataclasses.replace(self, **dict(self.colour))
+        return self
 
 
 SMOKE_CONFIG = BenchmarkConfig(
-    latent_dim=2, hidden=(16,), epochs=1, batch_size=16, small_size=64,
+    latent_dim=2, hidden=(16,), epochs=1, batch_size=16, small_size=64, colour=(),
     k_grid=(3,), lam_grid=(0.5,),
     trivial_factor=None,  # one epoch on 64 noise images cannot be expected to beat the mean
 )
@@ -382,7 +391,9 @@ def benchmark_dataset(
     """
     store = store or CellStore(None, config)
     x_train = training_subset(load_images(dataset, "train"), size, config.small_size)
-    log(f"{dataset}-{size}: {len(x_train)} training images; selecting NRAE settings on validation")
+    config = config.for_images(x_train.shape[1:])
+    log(f"{dataset}-{size}: {len(x_train)} training images, {config.arch} latent {config.latent_dim}; "
+        "selecting NRAE settings on validation")
     chosen = _selection(x_train, dataset, size, config, log, store)
     x_test = load_images(dataset, "test")
     # Built when a cell first needs them: resumed cells need neither.
@@ -537,7 +548,10 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
         "latent_dim": args.latent_dim, "small_size": args.small_size, "arch": args.arch,
         "k_grid": args.k_grid and tuple(args.k_grid), "lam_grid": args.lam_grid and tuple(args.lam_grid),
     }
-    config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    # An option given on the command line holds for colour images too.
+    colour = tuple((k, v) for k, v in config.colour if k not in overrides)
+    config = dataclasses.replace(config, **overrides, colour=colour)
     _, report = run(args.datasets, args.sizes, args.seeds, config, args.out)
     print(report)
     return report
