@@ -214,3 +214,59 @@ def test_markdown_table_reports_diverged_runs():
     table = markdown_table(rows, {"d-S": {1: NraeSettings(1, 5, 0.1, 0.2)}}).splitlines()
     assert table[2 + MODEL_NAMES.index("NRAE-Q")] == "| NRAE-Q | 10.000 ± 0.000 (1 diverged) |"
     assert table[-2] == "| NRAE (best, on validation) | NRAE-L: 10.000 ± 0.000 |"
+
+
+def test_colour_images_train_with_the_colour_settings(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    for name, shape in (("grey", (6, 6)), ("colour", (6, 6, 3))):
+        np.savez(tmp_path / f"{name}.npz", x_train=rng.integers(0, 256, (80, *shape), dtype=np.uint8),
+                 x_test=rng.integers(0, 256, (20, *shape), dtype=np.uint8))
+    trained = []
+    train_baseline, train_nrae = image_benchmark.train_baseline, image_benchmark.train_nrae
+
+    def recorded_baseline(name, x, config, *args, **kwargs):
+        trained.append((x.shape[-1], name, config.latent_dim, config.epochs))
+        return train_baseline(name, x, config, *args, **kwargs)
+
+    def recorded_nrae(x, order, k, lam, config, *args, **kwargs):
+        trained.append((x.shape[-1], f"NRAE{order}", config.latent_dim, config.epochs))
+        return train_nrae(x, order, k, lam, config, *args, **kwargs)
+
+    monkeypatch.setattr(image_benchmark, "train_baseline", recorded_baseline)
+    monkeypatch.setattr(image_benchmark, "train_nrae", recorded_nrae)
+    config = dataclasses.replace(image_benchmark.SMOKE_CONFIG, colour=(("latent_dim", 3), ("epochs", 2)))
+    image_benchmark.run([str(tmp_path / "grey.npz"), str(tmp_path / "colour.npz")], seeds=[0], config=config,
+                        log=lambda line: None)
+    # Grey images are (N, 6, 6, 1): last axis 1; every model and NRAE selection run counted.
+    assert {t[2:] for t in trained if t[0] == 1} == {(2, 1)}
+    assert {t[2:] for t in trained if t[0] == 3} == {(3, 2)}
+    assert len(trained) == 2 * (len(MODEL_NAMES) + 2)
+
+
+def test_command_line_options_hold_for_colour_images_too(monkeypatch):
+    configs = []
+    monkeypatch.setattr(image_benchmark, "run", lambda *args: (configs.append(args[3]), ([], ""))[1])
+    image_benchmark.main(["cifar10"])
+    image_benchmark.main(["cifar10", "--latent-dim", "7"])
+    default, latent_7 = configs
+    assert default == image_benchmark.BenchmarkConfig()
+    assert dict(default.colour) == {"latent_dim": 128, "epochs": 200}
+    assert latent_7.latent_dim == 7 and dict(latent_7.colour) == {"epochs": 200}
+    assert latent_7.for_images((32, 32, 3)).latent_dim == 7
+    assert latent_7.for_images((32, 32, 3)).epochs == 200
+    assert latent_7.for_images((28, 28, 1)) == latent_7
+
+
+def test_pca_reference_matches_sklearn_and_closed_forms():
+    from sklearn.decomposition import PCA
+
+    from benchmarks.pca_reference import pca_mse
+
+    rng = np.random.default_rng(0)
+    x_fit, x_val = rng.normal(size=(40, 3, 3, 1)), rng.normal(size=(10, 3, 3, 1))
+    mse = pca_mse(x_fit, x_val, (2, 9))
+    flat_fit, flat_val = x_fit.reshape(40, 9), x_val.reshape(10, 9)
+    pca = PCA(2).fit(flat_fit)
+    np.testing.assert_allclose(mse[2], np.mean((pca.inverse_transform(pca.transform(flat_val)) - flat_val) ** 2))
+    np.testing.assert_allclose(mse[0], np.mean((flat_val - flat_fit.mean(0)) ** 2))
+    np.testing.assert_allclose(mse[9], 0.0, atol=1e-20)

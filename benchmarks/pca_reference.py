@@ -1,0 +1,46 @@
+"""The linear reference for Table 1: validation MSE of PCA with as many components as the latent size.
+
+On the protocol's validation split (`image_benchmark.validation_split` of the
+S training images; the test split is not loaded), PCA fitted on the fitting
+images reconstructs each validation image from its first d principal
+components. An autoencoder with latent size d that is optimised well should
+do at least this well; where it does not, it is limited by its optimisation
+or architecture, not its bottleneck. Prints per-pixel MSE ×10⁻³.
+
+    python benchmarks/pca_reference.py mnist fashion_mnist cifar10 --dims 10 32 64 128
+"""
+
+import argparse
+
+import numpy as np
+
+from keras_nrae.datasets import load_images
+from keras_nrae.paper import image_benchmark as protocol
+
+
+def pca_mse(x_fit: np.ndarray, x_val: np.ndarray, dims) -> dict:
+    """{d: mean over x_val of ‖x − (μ + P_dᵀP_d(x − μ))‖² / D} with P_d the top-d principal axes of x_fit."""
+    a = x_fit.reshape(len(x_fit), -1).astype(np.float64)
+    b = x_val.reshape(len(x_val), -1).astype(np.float64)
+    mean = a.mean(0)
+    axes = np.linalg.svd(a - mean, full_matrices=False)[2]
+    return {d: float(np.mean(((b - mean) @ axes[:d].T @ axes[:d] + mean - b) ** 2)) for d in (0, *dims)}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("datasets", nargs="+")
+    parser.add_argument("--dims", nargs="+", type=int, default=[10, 32, 64, 128])
+    args = parser.parse_args()
+    config = protocol.BenchmarkConfig()
+    print("Validation MSE x1e-3 of PCA with d components (d = 0: the mean image)")
+    for dataset in args.datasets:
+        images = load_images(dataset, "train")
+        x_train = protocol.training_subset(images, "S", min(config.small_size, len(images)))
+        x_fit, x_val = protocol.validation_split(x_train, config.validation_fraction)
+        cells = "  ".join(f"d={d}: {1e3 * v:.2f}" for d, v in pca_mse(x_fit, x_val, args.dims).items())
+        print(f"{dataset:<14} {len(x_fit)} fitting / {len(x_val)} validation  {cells}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
