@@ -245,7 +245,7 @@ def test_colour_images_train_with_the_colour_settings(tmp_path, monkeypatch):
 
 def test_command_line_options_hold_for_colour_images_too(monkeypatch):
     configs = []
-    monkeypatch.setattr(image_benchmark, "run", lambda *args: (configs.append(args[3]), ([], ""))[1])
+    monkeypatch.setattr(image_benchmark, "run", lambda *args, **kwargs: (configs.append(args[3]), ([], ""))[1])
     image_benchmark.main(["cifar10"])
     image_benchmark.main(["cifar10", "--latent-dim", "7"])
     default, latent_7 = configs
@@ -270,3 +270,31 @@ def test_pca_reference_matches_sklearn_and_closed_forms():
     np.testing.assert_allclose(mse[2], np.mean((pca.inverse_transform(pca.transform(flat_val)) - flat_val) ** 2))
     np.testing.assert_allclose(mse[0], np.mean((flat_val - flat_fit.mean(0)) ** 2))
     np.testing.assert_allclose(mse[9], 0.0, atol=1e-20)
+
+
+def test_models_option_trains_and_reports_only_those_models(tmp_path, monkeypatch):
+    _write_npz(tmp_path / "tiny.npz", np.random.default_rng(0))
+    trained = []
+    train_baseline = image_benchmark.train_baseline
+    monkeypatch.setattr(image_benchmark, "train_baseline",
+                        lambda name, *args, **kwargs: trained.append(name) or train_baseline(name, *args, **kwargs))
+    report = image_benchmark.main([str(tmp_path / "tiny.npz"), "--smoke", "--seeds", "0", "--models", "AE", "NRAE-Q",
+                                   "--out", str(tmp_path / "out")])
+    assert trained == ["AE"]
+    with open(tmp_path / "out" / "image_benchmark.csv") as f:
+        assert [r["model"] for r in csv.DictReader(f)] == ["AE", "NRAE-Q"]
+    rows = [line.split(" |")[0] for line in report.splitlines() if line.startswith("| ")]
+    assert rows == ["| model", "| AE", "| NRAE-Q", "| NRAE (best, on validation)", "| NRAE (best) vs AE"]
+    with pytest.raises(ValueError, match=r"Unknown models \['PCA'\]"):
+        image_benchmark.benchmark_dataset(str(tmp_path / "tiny.npz"), "S", [0], image_benchmark.SMOKE_CONFIG,
+                                          models=["AE", "PCA"])
+
+
+def test_markdown_table_marks_cells_without_rows():
+    rows = [dict(dataset="a", size="S", model="AE", seed=0, test_mse=0.01),
+            dict(dataset="b", size="S", model="AE", seed=0, test_mse=0.02),
+            dict(dataset="a", size="S", model="NRAE-L", seed=0, test_mse=0.009)]
+    chosen = {"a-S": {1: NraeSettings(1, 5, 0.1, 0.2)}, "b-S": {1: NraeSettings(1, 5, 0.1, 0.2)}}
+    table = markdown_table(rows, chosen).splitlines()
+    assert table[3] == "| NRAE-L | 9.000 ± 0.000 | — |"
+    assert table[-1] == "| NRAE (best) vs AE | -10.0 % | — |"

@@ -15,7 +15,8 @@ For each dataset and training-set size:
 
 Every model uses the same architecture (`mlp_autoencoder` or, with
 `arch="conv"`, `conv_autoencoder`; sigmoid output), Adam, epochs and batch
-size (`BenchmarkConfig`); the baselines' own weights are fixed, documented
+size (`BenchmarkConfig`; colour images use its `colour` fields instead, latent
+128 and 200 epochs by default); the baselines' own weights are fixed, documented
 defaults (`BASELINE_SETTINGS`). GRAE's target embedding is computed once per
 training set. A run is reported as "diverged", and neither scored nor
 selected, when its loss becomes NaN/Inf or grows past `divergence_factor` ×
@@ -382,13 +383,17 @@ def benchmark_dataset(
     config: BenchmarkConfig,
     log: Callable[[str], None] = print,
     store: Optional[CellStore] = None,
+    models: Sequence[str] = MODEL_NAMES,
 ) -> Tuple[List[dict], Dict[int, NraeSettings]]:
-    """Rows {dataset, size, model, seed, test_mse, status, seconds} and the NRAE settings chosen.
+    """Rows {dataset, size, model, seed, test_mse, status, seconds} of `models` and the NRAE settings chosen.
 
     status is "ok", "diverged" (test_mse NaN) or, for an NRAE order none of
     whose validation runs converged, "no converged setting" (not trained).
     Cells already in `store` are taken from it, not trained again.
     """
+    unknown = sorted(set(models) - set(MODEL_NAMES))
+    if unknown:
+        raise ValueError(f"Unknown models {unknown}; expected some of {MODEL_NAMES}.")
     store = store or CellStore(None, config)
     x_train = training_subset(load_images(dataset, "train"), size, config.small_size)
     config = config.for_images(x_train.shape[1:])
@@ -401,7 +406,7 @@ def benchmark_dataset(
     targets = functools.lru_cache()(lambda: grae_targets(x_train, config))
     rows = []
     for seed in seeds:
-        for name in MODEL_NAMES:
+        for name in (name for name in MODEL_NAMES if name in models):
             key = f"row/{dataset}/{size}/{name}/{seed}"
             if store.get(key) is None:
                 start = time.perf_counter()
@@ -438,7 +443,7 @@ def markdown_table(rows: List[dict], chosen: Dict[str, Dict[int, NraeSettings]])
 
     "NRAE (best)" is the order with the lower validation MSE; "vs AE" is its
     mean's relative change from AE's. Diverged runs (NaN) are left out of the
-    mean and counted in the cell.
+    mean and counted in the cell; a model with no rows in a column shows "—".
     """
     columns = list(dict.fromkeys(_column(r) for r in rows))
     mse = {}
@@ -450,6 +455,8 @@ def markdown_table(rows: List[dict], chosen: Dict[str, Dict[int, NraeSettings]])
     }
 
     def fmt(values):
+        if not values:
+            return "—"
         finite = [v for v in values if np.isfinite(v)]
         if not finite:
             return "diverged"
@@ -457,20 +464,22 @@ def markdown_table(rows: List[dict], chosen: Dict[str, Dict[int, NraeSettings]])
         failed = len(values) - len(finite)
         return f"{np.mean(finite):.3f} ± {std:.3f}" + (f" ({failed} diverged)" if failed else "")
 
-    mean = lambda name, c: np.nanmean(mse[name, c]) if np.isfinite(mse[name, c]).any() else np.nan
+    mean = lambda name, c: np.nanmean(mse[name, c]) if np.isfinite(mse.get((name, c), [])).any() else np.nan
     lines = [
         "| model | " + " | ".join(columns) + " |",
         "|---|" + "---|" * len(columns),
     ]
-    for name in MODEL_NAMES:
-        lines.append(f"| {name} | " + " | ".join(fmt(mse[name, c]) for c in columns) + " |")
+    for name in (name for name in MODEL_NAMES if any(r["model"] == name for r in rows)):
+        lines.append(f"| {name} | " + " | ".join(fmt(mse.get((name, c), [])) for c in columns) + " |")
     lines.append(
         "| NRAE (best, on validation) | "
-        + " | ".join(f"{best[c]}: {fmt(mse[best[c], c])}" if c in best else "none converged" for c in columns)
+        + " | ".join(f"{best[c]}: {fmt(mse.get((best[c], c), []))}" if c in best else "none converged"
+                     for c in columns)
         + " |"
     )
     change = lambda c: 100 * (mean(best[c], c) / mean("AE", c) - 1) if c in best else np.nan
-    lines.append("| NRAE (best) vs AE | " + " | ".join(f"{change(c):+.1f} %" for c in columns) + " |")
+    lines.append("| NRAE (best) vs AE | " + " | ".join(
+        f"{change(c):+.1f} %" if np.isfinite(change(c)) else "—" for c in columns) + " |")
     return "\n".join(lines)
 
 
@@ -488,6 +497,7 @@ def run(
     config: BenchmarkConfig = BenchmarkConfig(),
     out_dir: Optional[str] = None,
     log: Callable[[str], None] = print,
+    models: Sequence[str] = MODEL_NAMES,
 ) -> Tuple[List[dict], str]:
     """Benchmark every (dataset, size); returns the rows and the Markdown table (also written to out_dir).
 
@@ -500,7 +510,7 @@ def run(
     rows, chosen = [], {}
     for dataset, size in itertools.product(datasets, sizes):
         dataset_rows, chosen[f"{Path(dataset).stem}-{size}"] = benchmark_dataset(
-            dataset, size, seeds, config, log, store
+            dataset, size, seeds, config, log, store, models
         )
         rows += dataset_rows
     table = markdown_table(rows, chosen)
@@ -532,6 +542,8 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     parser.add_argument("datasets", nargs="+", help="load_images names (mnist, fashion_mnist, ...) or .npz paths with uint8 x_train/x_test")
     parser.add_argument("--sizes", nargs="+", default=["S"], choices=["S", "L"], help="S = small_size training images, L = all (default: S)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--models", nargs="+", choices=MODEL_NAMES, default=list(MODEL_NAMES),
+                        help="models to train and report (default: all)")
     parser.add_argument("--epochs", type=int, help=f"default {BenchmarkConfig.epochs}")
     parser.add_argument("--batch-size", type=int, help=f"default {BenchmarkConfig.batch_size}")
     parser.add_argument("--latent-dim", type=int, help=f"default {BenchmarkConfig.latent_dim}")
@@ -552,7 +564,7 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     # An option given on the command line holds for colour images too.
     colour = tuple((k, v) for k, v in config.colour if k not in overrides)
     config = dataclasses.replace(config, **overrides, colour=colour)
-    _, report = run(args.datasets, args.sizes, args.seeds, config, args.out)
+    _, report = run(args.datasets, args.sizes, args.seeds, config, args.out, models=args.models)
     print(report)
     return report
 
