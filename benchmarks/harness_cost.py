@@ -23,29 +23,25 @@ if __name__ == "__main__":
 import keras
 import numpy as np
 
-from keras_nrae import kernels
 from keras_nrae.data import neighborhood_dataset
 from keras_nrae.graph import NeighborGraph
-from keras_nrae.model import NeighborhoodReconstructionModel
 from keras_nrae.paper import image_benchmark as protocol
 
 
 def _trainers(x: np.ndarray, config: protocol.BenchmarkConfig):
     """{model name: a function that trains one epoch on x}."""
     graph = NeighborGraph.build(x, k=10, verbose=0)
+    grae_targets = np.random.default_rng(0).normal(size=(len(x), config.latent_dim)).astype(np.float32)
     trainers = {}
     for name in protocol.MODEL_NAMES:
         keras.utils.set_random_seed(0)
         if name in protocol.NRAE_ORDERS:
-            model = NeighborhoodReconstructionModel(
-                *protocol._pair(x.shape[1:], config), order=protocol.NRAE_ORDERS[name], kernel=kernels.Binary(0.1)
-            )
+            model = protocol.build_nrae(x.shape[1:], protocol.NRAE_ORDERS[name], 0.1, config)
             data = neighborhood_dataset(x, graph, config.batch_size, config.neighbors_per_point, include_center=True)
             args, kwargs = (data,), {}
         else:
             model = protocol.build_baseline(name, x.shape[1:], config, 0)
-            targets = np.random.default_rng(0).normal(size=(len(x), config.latent_dim)).astype(np.float32)
-            args, kwargs = (x, targets if name == "GRAE" else None), {"batch_size": config.batch_size}
+            args, kwargs = (x, grae_targets if name == "GRAE" else None), {"batch_size": config.batch_size}
         model.compile(keras.optimizers.Adam(config.learning_rate))
         trainers[name] = lambda model=model, args=args, kwargs=kwargs: model.fit(*args, epochs=1, verbose=0, **kwargs)
     return trainers

@@ -14,7 +14,6 @@ import argparse
 
 import numpy as np
 
-from keras_nrae.datasets import load_images
 from keras_nrae.paper import image_benchmark as protocol
 
 
@@ -35,9 +34,7 @@ def main():
     config = protocol.BenchmarkConfig()
     print("Validation MSE x1e-3 of PCA with d components (d = 0: the mean image)")
     for dataset in args.datasets:
-        images = load_images(dataset, "train")
-        x_train = protocol.training_subset(images, "S", min(config.small_size, len(images)))
-        x_fit, x_val = protocol.validation_split(x_train, config.validation_fraction)
+        x_fit, x_val = protocol.validation_images(dataset, config)
         cells = "  ".join(f"d={d}: {1e3 * v:.2f}" for d, v in pca_mse(x_fit, x_val, args.dims).items())
         print(f"{dataset:<14} {len(x_fit)} fitting / {len(x_val)} validation  {cells}", flush=True)
 

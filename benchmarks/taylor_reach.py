@@ -20,7 +20,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_nrae.datasets import load_images  # noqa: E402
 from keras_nrae.graph import NeighborGraph  # noqa: E402
 from keras_nrae.metrics import reconstruction_mse  # noqa: E402
 from keras_nrae.paper import image_benchmark as protocol  # noqa: E402
@@ -88,9 +87,7 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     config = protocol.BenchmarkConfig(epochs=args.epochs)
-    x_train = load_images(args.dataset, "train")
-    x_train = protocol.training_subset(x_train, "S", min(config.small_size, len(x_train)))
-    x_fit, x_val = protocol.validation_split(x_train, config.validation_fraction)
+    x_fit, x_val = protocol.validation_images(args.dataset, config)
     graph = NeighborGraph.build(x_fit, k=args.k, verbose=0)
     print(f"{args.dataset} order={args.order} k={args.k} lam={args.lam:g} seed={args.seed}; {config}")
     protocol.train_nrae(

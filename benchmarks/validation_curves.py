@@ -23,7 +23,6 @@ import numpy as np
 
 from keras_nrae.paper import image_benchmark as protocol
 from keras_nrae.paper.experiments import override_settings
-from keras_nrae.datasets import load_images
 from keras_nrae.graph import NeighborGraph
 from keras_nrae.metrics import reconstruction_mse
 
@@ -55,9 +54,7 @@ def main():
     config = override_settings(protocol.BenchmarkConfig(epochs=args.epochs), args.set)
     print(f"Validation MSE x1e-3 at epochs {args.every}, {2 * args.every}, ... {args.epochs}; {config}")
     for dataset in args.datasets:
-        images = load_images(dataset, "train")
-        x_train = protocol.training_subset(images, "S", min(config.small_size, len(images)))
-        x_fit, x_val = protocol.validation_split(x_train, config.validation_fraction)
+        x_fit, x_val = protocol.validation_images(dataset, config)
         graph = NeighborGraph.build(x_fit, k=args.k, verbose=0)
         for name in args.models:
             start = time.perf_counter()

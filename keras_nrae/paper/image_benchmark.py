@@ -32,6 +32,7 @@ Results: a Markdown table of mean ± std over seeds and a CSV with one row per
 """
 
 import argparse
+import collections
 import csv
 import dataclasses
 import functools
@@ -289,10 +290,12 @@ def train_nrae(
     data = neighborhood_dataset(
         x, graph, config.batch_size, config.neighbors_per_point, include_center=True, seed=seed
     )
-    model = NeighborhoodReconstructionModel(
-        *_pair(x.shape[1:], config), order=order, kernel=kernels.Binary(lam)
-    )
-    return _train(model, data, config, callbacks, x=x)
+    return _train(build_nrae(x.shape[1:], order, lam, config), data, config, callbacks, x=x)
+
+
+def build_nrae(shape, order: int, lam: float, config: BenchmarkConfig) -> NeighborhoodReconstructionModel:
+    """NRAE of the given order with kernel `Binary(lam)` on the protocol's architecture (weights seeded by the caller)."""
+    return NeighborhoodReconstructionModel(*_pair(shape, config), order=order, kernel=kernels.Binary(lam))
 
 
 # -- the protocol ----------------------------------------------------------------
@@ -303,6 +306,17 @@ def validation_split(x_train: np.ndarray, fraction: float) -> Tuple[np.ndarray, 
     permutation = np.random.default_rng(0).permutation(len(x_train))
     n_val = max(1, int(round(fraction * len(x_train))))
     return x_train[permutation[n_val:]], x_train[permutation[:n_val]]
+
+
+def validation_images(dataset: str, config: BenchmarkConfig) -> Tuple[np.ndarray, np.ndarray]:
+    """(x_fit, x_val): the validation split `select_nrae` uses, of dataset's S training images.
+
+    For studies on validation data alone (benchmarks/); a dataset with fewer
+    than `config.small_size` training images uses all of them.
+    """
+    images = load_images(dataset, "train")
+    x_train = training_subset(images, "S", min(config.small_size, len(images)))
+    return validation_split(x_train, config.validation_fraction)
 
 
 def _score(model: Autoencoder, x: np.ndarray) -> float:
@@ -446,9 +460,9 @@ def markdown_table(rows: List[dict], chosen: Dict[str, Dict[int, NraeSettings]])
     mean and counted in the cell; a model with no rows in a column shows "—".
     """
     columns = list(dict.fromkeys(_column(r) for r in rows))
-    mse = {}
+    mse = collections.defaultdict(list)  # (model, column) -> values; [] where the model has no rows
     for r in rows:
-        mse.setdefault((r["model"], _column(r)), []).append(float(r["test_mse"]) * 1e3)
+        mse[r["model"], _column(r)].append(float(r["test_mse"]) * 1e3)
     best = {
         column: NRAE_NAMES[min(settings.values(), key=lambda s: s.validation_mse).order]
         for column, settings in chosen.items() if settings
@@ -464,17 +478,17 @@ def markdown_table(rows: List[dict], chosen: Dict[str, Dict[int, NraeSettings]])
         failed = len(values) - len(finite)
         return f"{np.mean(finite):.3f} ± {std:.3f}" + (f" ({failed} diverged)" if failed else "")
 
-    mean = lambda name, c: np.nanmean(mse[name, c]) if np.isfinite(mse.get((name, c), [])).any() else np.nan
+    mean = lambda name, c: np.nanmean(mse[name, c]) if np.isfinite(mse[name, c]).any() else np.nan
     lines = [
         "| model | " + " | ".join(columns) + " |",
         "|---|" + "---|" * len(columns),
     ]
-    for name in (name for name in MODEL_NAMES if any(r["model"] == name for r in rows)):
-        lines.append(f"| {name} | " + " | ".join(fmt(mse.get((name, c), [])) for c in columns) + " |")
+    present = {r["model"] for r in rows}
+    for name in (name for name in MODEL_NAMES if name in present):
+        lines.append(f"| {name} | " + " | ".join(fmt(mse[name, c]) for c in columns) + " |")
     lines.append(
         "| NRAE (best, on validation) | "
-        + " | ".join(f"{best[c]}: {fmt(mse.get((best[c], c), []))}" if c in best else "none converged"
-                     for c in columns)
+        + " | ".join(f"{best[c]}: {fmt(mse[best[c], c])}" if c in best else "none converged" for c in columns)
         + " |"
     )
     change = lambda c: 100 * (mean(best[c], c) / mean("AE", c) - 1) if c in best else np.nan
