@@ -290,6 +290,14 @@ def test_models_option_trains_and_reports_only_those_models(tmp_path, monkeypatc
                                           models=["AE", "PCA"])
 
 
+def test_baselines_alone_skip_the_nrae_selection(tmp_path, monkeypatch):
+    _write_npz(tmp_path / "tiny.npz", np.random.default_rng(0))
+    monkeypatch.setattr(image_benchmark, "select_nrae", lambda *args, **kwargs: pytest.fail("selection ran"))
+    report = image_benchmark.main([str(tmp_path / "tiny.npz"), "--smoke", "--seeds", "0", "--models", "AE",
+                                   "--out", str(tmp_path / "out")])
+    assert "| NRAE (best, on validation) | — |" in report
+
+
 def test_markdown_table_marks_cells_without_rows():
     rows = [dict(dataset="a", size="S", model="AE", seed=0, test_mse=0.01),
             dict(dataset="b", size="S", model="AE", seed=0, test_mse=0.02),
