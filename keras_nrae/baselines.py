@@ -46,14 +46,56 @@ def encode_with_jacobian_norm(
 ) -> Tuple[tf.Tensor, tf.Tensor]:
     """(g(x) (B, d), ‖∂g(x_b)/∂x_b‖_F² (B,)) by reverse mode: one vectorised VJP per code unit.
 
+    An encoder that opens with a Dense layer (kernel W (D, H), pre-activation
+    u = x W + b) gets the same norm more cheaply: ∂g/∂x = J_u Wᵀ, so
+    ‖∂g/∂x‖_F² = tr(J_u G J_uᵀ) with J_u = ∂g/∂u (d, H) and G = WᵀW (H, H),
+    and the VJPs stop at the H-wide u instead of crossing the D-wide input.
     Assumes examples do not interact inside the encoder (no batch statistics).
     """
     x = tf.convert_to_tensor(x)
+    split = _leading_dense(encoder, x)
+    if split is not None:
+        reshapes, dense, rest = split
+        flat = x
+        for layer in reshapes:
+            flat = layer(flat, training=training)
+        if flat.shape.rank == 2:
+            return _jacobian_norm_after_dense(flat, dense, rest, training)
     with tf.GradientTape() as tape:
         tape.watch(x)
         z = encoder(x, training=training)
     jacobian = tape.batch_jacobian(z, x)  # (B, d, *shape)
     return z, tf.reduce_sum(tf.square(jacobian), axis=list(range(1, jacobian.shape.rank)))
+
+
+def _leading_dense(encoder: keras.Model, x: tf.Tensor):
+    """(reshape layers, Dense, later layers) when `encoder` is a Sequential whose
+    first non-reshape layer is a plain Dense computing in x's dtype; else None."""
+    if not isinstance(encoder, keras.Sequential):
+        return None
+    for i, layer in enumerate(encoder.layers):
+        if isinstance(layer, (keras.layers.Flatten, keras.layers.Reshape)):
+            continue
+        plain = (
+            type(layer) is keras.layers.Dense and not layer.lora_enabled and layer.quantization_mode is None
+            and layer.compute_dtype == layer.variable_dtype == x.dtype
+        )
+        return (encoder.layers[:i], layer, encoder.layers[i + 1:]) if plain else None
+    return None
+
+
+def _jacobian_norm_after_dense(x, dense, rest, training):
+    """`encode_with_jacobian_norm` of x (B, D) through dense, then the layers `rest`, via G = WᵀW."""
+    kernel = tf.convert_to_tensor(dense.kernel)
+    with tf.GradientTape() as tape:
+        u = tf.matmul(x, kernel) + (dense.bias if dense.use_bias else 0.0)
+        tape.watch(u)
+        z = dense.activation(u)
+        for layer in rest:
+            z = layer(z, training=training)
+    j_u = tape.batch_jacobian(z, u)  # (B, d, H)
+    gram = tf.matmul(kernel, kernel, transpose_a=True)  # (H, H)
+    return z, tf.reduce_sum(tf.matmul(j_u, gram) * j_u, axis=[1, 2])
 
 
 def gaussian_kl(mean: tf.Tensor, log_var: tf.Tensor) -> tf.Tensor:

@@ -50,6 +50,36 @@ def test_jacobian_norm_matches_central_differences():
     np.testing.assert_allclose(norms, expected, rtol=1e-6)
 
 
+@pytest.mark.parametrize("functional", [False, True])
+def test_jacobian_norm_and_its_gradient_match_the_full_jacobian(functional):
+    # Sequential MLPs take the Gram-matrix form, functional ones the full
+    # Jacobian: both must give ‖∂g/∂x‖² and its weight gradient exactly.
+    keras.utils.set_random_seed(1)
+    encoder, _ = mlp_autoencoder(SHAPE, LATENT, hidden=(5, 7), activation="elu", dtype="float64")
+    if functional:
+        inputs = keras.Input(SHAPE, dtype="float64")
+        encoder = keras.Model(inputs, encoder(inputs))
+    x = tf.constant(np.random.default_rng(1).normal(size=(4, *SHAPE)))
+    with tf.GradientTape() as tape:
+        z, norms = encode_with_jacobian_norm(encoder, x)
+        total = tf.reduce_sum(norms)
+    gradients = tape.gradient(total, encoder.trainable_variables)
+    with tf.GradientTape() as outer:
+        with tf.GradientTape() as inner:
+            inner.watch(x)
+            expected_z = encoder(x)
+        jacobian = inner.batch_jacobian(expected_z, x)
+        expected_norms = tf.reduce_sum(jacobian**2, axis=[1, 2, 3])
+        expected_total = tf.reduce_sum(expected_norms)
+    expected_gradients = outer.gradient(expected_total, encoder.trainable_variables)
+    np.testing.assert_allclose(z, expected_z, rtol=1e-12)
+    np.testing.assert_allclose(norms, expected_norms, rtol=1e-10)
+    for got, want in zip(gradients, expected_gradients):  # None: the code's bias, which J ignores
+        assert (got is None) == (want is None)
+        if want is not None:
+            np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+
+
 def test_contractive_loss_closed_form_for_linear_maps():
     # Linear g(x) = x W_e has Jacobian W_eᵀ for every x: penalty ‖W_e‖_F².
     rng = np.random.default_rng(1)
