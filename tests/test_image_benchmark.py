@@ -306,3 +306,8 @@ def test_markdown_table_marks_cells_without_rows():
     table = markdown_table(rows, chosen).splitlines()
     assert table[3] == "| NRAE-L | 9.000 ± 0.000 | — |"
     assert table[-1] == "| NRAE (best) vs AE | -10.0 % | — |"
+    # An NRAE order that was run but never converged is not a missing cell.
+    rows.append(dict(dataset="b", size="S", model="NRAE-L", seed=0, test_mse=float("nan")))
+    table = markdown_table(rows, {"a-S": chosen["a-S"], "b-S": {}}).splitlines()
+    assert table[-2] == "| NRAE (best, on validation) | NRAE-L: 9.000 ± 0.000 | none converged |"
+    assert table[-1] == "| NRAE (best) vs AE | -10.0 % | — |"
