@@ -25,21 +25,12 @@ import tensorflow as tf
 
 from keras_nrae import kernels as kernels_lib
 from keras_nrae._checks import check_order
-from keras_nrae.taylor import bind_training, taylor_terms
+from keras_nrae.taylor import bind_training, output_activation_split, taylor_expansion
 
 
 def _sum_over_features(t: tf.Tensor) -> tf.Tensor:
     """(B, M, *shape) -> (B, M)."""
     return tf.reduce_sum(t, axis=list(range(2, t.shape.rank)))
-
-
-def _expansion(value, first, second, dtype):
-    # Sum the Taylor step before broadcasting the value: XLA on TF 2.20 CPU
-    # miscompiles value[:, None] + first + 0.5 * second for pfor-made terms.
-    step = tf.cast(first, dtype)
-    if second is not None:
-        step += 0.5 * tf.cast(second, dtype)
-    return tf.cast(value, dtype)[:, None] + step
 
 
 def _check_output_shape(value: tf.Tensor, targets: tf.Tensor) -> None:
@@ -60,6 +51,7 @@ def taylor_reconstruction_errors(
     center_first: bool = False,
     vectorize: bool = True,
     training: Optional[bool] = None,
+    expand_output_activation: bool = True,
 ):
     """Squared error of every slot's Taylor reconstruction.
 
@@ -74,24 +66,27 @@ def taylor_reconstruction_errors(
         for it.
       vectorize: see `keras_nrae.taylor.taylor_terms`.
       training: the `training` flag a Keras `fn` is called with.
+      expand_output_activation: see `keras_nrae.taylor.taylor_expansion`.
 
     Returns:
       (fn(primal) (B, *out), errors (B, M)) with errors in `targets.dtype`.
     """
     expanded = tangents[:, 1:] if center_first else tangents
     if expanded.shape[1] == 0:  # the centre is the only slot
-        value, first, second = bind_training(fn, training)(primal), None, None
+        value, reconstructions = bind_training(fn, training)(primal), None
     else:
-        value, first, second = taylor_terms(fn, primal, expanded, order, vectorize, training)
+        value, reconstructions = taylor_expansion(
+            fn, primal, expanded, order, vectorize, training, expand_output_activation, targets.dtype
+        )
     _check_output_shape(value, targets)
     # Errors slot group by slot group: no (B, M, *out) reconstruction is
     # concatenated, and only the differences are kept for the gradient.
     errors = []
     if center_first:
         errors.append(_squared_errors(tf.cast(value, targets.dtype)[:, None], targets[:, :1]))
-    if first is not None:
+    if reconstructions is not None:
         expanded_targets = targets[:, 1:] if center_first else targets
-        errors.append(_squared_errors(_expansion(value, first, second, targets.dtype), expanded_targets))
+        errors.append(_squared_errors(reconstructions, expanded_targets))
     return value, errors[0] if len(errors) == 1 else tf.concat(errors, axis=1)
 
 
@@ -148,6 +143,7 @@ def neighborhood_reconstruction_loss(
     return_errors: bool = False,
     vectorize: bool = True,
     training: Optional[bool] = None,
+    expand_output_activation: bool = True,
 ):
     """NRAE loss (module docstring) from codes; differentiable in z, z_neighbors and the decoder.
 
@@ -163,6 +159,9 @@ def neighborhood_reconstruction_loss(
       return_errors: also return the per-slot errors e (B, M).
       vectorize: see `keras_nrae.taylor.taylor_terms`.
       training: the `training` flag a Keras `decoder` is called with.
+      expand_output_activation: False expands the decoder only up to its
+        output activation σ and reconstructs σ(a + J_a dz [+ ½ dzᵀ H_a dz])
+        (`keras_nrae.taylor.taylor_expansion`).
 
     Returns:
       The scalar loss, or (loss, errors) with `return_errors=True`.
@@ -182,6 +181,7 @@ def neighborhood_reconstruction_loss(
         center_first,
         vectorize,
         training,
+        expand_output_activation,
     )
     loss = weighted_mean(errors, weights)
     return (loss, errors) if return_errors else loss
@@ -213,6 +213,7 @@ class NeighborhoodReconstructionLoss(keras.layers.Layer):
       kernel: a `keras_nrae.kernels` kernel, its name or config. Default
         `Binary(lam=1.0)`, i.e. every slot weighs 1.
       weight: factor on the loss given to `add_loss`.
+      expand_output_activation: see `neighborhood_reconstruction_loss`.
       **layer_kwargs: `keras.layers.Layer` arguments (name, dtype, ...).
     """
 
@@ -222,15 +223,19 @@ class NeighborhoodReconstructionLoss(keras.layers.Layer):
         order: int = 1,
         kernel: Union[None, str, dict, kernels_lib.Kernel] = None,
         weight: float = 1.0,
+        expand_output_activation: bool = True,
         **layer_kwargs,
     ):
         layer_kwargs.setdefault("autocast", False)
         super().__init__(**layer_kwargs)
         check_order(order)
+        if not expand_output_activation:
+            output_activation_split(decoder)  # raises unless the decoder can be split
         self.decoder = decoder
         self.order = order
         self.kernel = kernels_lib.get(kernel)
         self.weight = float(weight)
+        self.expand_output_activation = bool(expand_output_activation)
 
     def call(self, x, x_neighbors, z, z_neighbors, center_first: bool = False, training=None):
         """Scalar loss for x (B, *shape), x_neighbors (B, M, *shape), z (B, d), z_neighbors (B, M, d).
@@ -246,7 +251,7 @@ class NeighborhoodReconstructionLoss(keras.layers.Layer):
         weights = self.kernel(squared_distances(x, x_neighbors))
         loss = neighborhood_reconstruction_loss(
             self.decoder, z, z_neighbors, x_neighbors, weights, self.order, center_first,
-            training=training,
+            training=training, expand_output_activation=self.expand_output_activation,
         )
         self.add_loss(self.weight * loss)
         return loss
@@ -261,6 +266,7 @@ class NeighborhoodReconstructionLoss(keras.layers.Layer):
             "order": self.order,
             "kernel": kernels_lib.serialize(self.kernel),
             "weight": self.weight,
+            "expand_output_activation": self.expand_output_activation,
         }
 
     @classmethod

@@ -18,7 +18,7 @@ from keras_nrae import _keras_compat as compat
 from keras_nrae import kernels as kernels_lib
 from keras_nrae.losses import squared_distances, taylor_reconstruction_errors, weighted_mean
 from keras_nrae._checks import check_order
-from keras_nrae.taylor import check_per_example
+from keras_nrae.taylor import check_per_example, output_activation_split
 
 _EXPANDS = ("decoder", "autoencoder")
 
@@ -294,6 +294,12 @@ class NeighborhoodReconstructionModel(Autoencoder):
         `Binary(lam=1.0)`.
       expand: "decoder" expands f around g(x), evaluated at g(x');
         "autoencoder" expands f∘g around x, evaluated at x'.
+      expand_output_activation: True (the paper's) expands the whole decoder;
+        False splits f = σ ∘ a at its output activation σ (a sigmoid, say)
+        and reconstructs a neighbour by σ(a(z) + J_a dz [+ ½ dzᵀ H_a dz]),
+        which stays in σ's range where the expansion of σ itself leaves it
+        (`keras_nrae.taylor.taylor_expansion`). Needs expand="decoder" and a
+        decoder that is a chain of layers with exact Taylor rules.
       include_center: slot 0 of "neighbors" holds the centre itself, as
         `neighborhood_dataset(..., include_center=True)` (the default) builds
         it; that slot then costs neither an encoder pass nor a Taylor term. A
@@ -310,11 +316,16 @@ class NeighborhoodReconstructionModel(Autoencoder):
         kernel: Union[None, str, dict, kernels_lib.Kernel] = None,
         expand: str = "decoder",
         include_center: bool = True,
+        expand_output_activation: bool = True,
         **kwargs: Any,
     ):
         check_order(order)
         if expand not in _EXPANDS:
             raise ValueError(f"expand must be one of {_EXPANDS}, got {expand!r}.")
+        if not expand_output_activation:
+            if expand != "decoder":
+                raise ValueError('expand_output_activation=False needs expand="decoder".')
+            output_activation_split(decoder)  # raises unless the decoder can be split
         if not isinstance(include_center, bool):
             raise TypeError(f"include_center must be True or False, got {include_center!r}.")
         super().__init__(encoder, decoder, **kwargs)
@@ -322,6 +333,7 @@ class NeighborhoodReconstructionModel(Autoencoder):
         self.kernel = kernels_lib.get(kernel)
         self.expand = expand
         self.include_center = include_center
+        self.expand_output_activation = bool(expand_output_activation)
 
     # -- the loss --------------------------------------------------------------
 
@@ -348,6 +360,7 @@ class NeighborhoodReconstructionModel(Autoencoder):
             x_hat, errors = taylor_reconstruction_errors(
                 self.decoder, z, z_neighbors - z[:, None], neighbors, self.order,
                 self.include_center, training=training,
+                expand_output_activation=self.expand_output_activation,
             )
         loss = weighted_mean(errors, weights)
         if self.include_center:
@@ -390,6 +403,7 @@ class NeighborhoodReconstructionModel(Autoencoder):
             "kernel": kernels_lib.serialize(self.kernel),
             "expand": self.expand,
             "include_center": self.include_center,
+            "expand_output_activation": self.expand_output_activation,
         }
 
 

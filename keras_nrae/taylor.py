@@ -7,8 +7,11 @@ t (B, M, *in), `taylor_terms` returns
     first  = J_f(p) t             (B, M, *out)
     second = tᵀ H_f(p) t          (B, M, *out)   (order 2 only)
 
-so that f(p + t) ≈ value + first + ½ second. A Keras layer or model f is
-called with the given `training` flag.
+so that f(p + t) ≈ value + first + ½ second, the reconstruction
+`taylor_expansion` returns. A Keras layer or model f is called with the given
+`training` flag. `taylor_expansion(..., expand_output_activation=False)`
+instead splits f = σ ∘ a at its output activation σ and returns
+σ(a(p) + J_a t + ½ tᵀ H_a t) (path 1 only).
 
 Where the saving comes from, fastest path first:
 
@@ -356,13 +359,20 @@ def _affine_of_activated(layer, activated: _Activated):
     return out[0], (out[1] if len(out) == 2 else None)
 
 
-def _affine_rule(layer, jet, order, training) -> Jet:
+def _affine_rule(layer, jet, order, training, activation=None) -> Jet:
+    """A x + b, then the layer's activation (or `activation`, if given)."""
     value, first, second = jet
     if isinstance(first, _Activated):
         first, second = _affine_of_activated(layer, first)
     else:
         first, second = _streams_map(lambda t: affine(layer, t, bias=False), first, second)
-    return _elementwise_jet(layer.activation, affine(layer, value), first, second, order)
+    activation = layer.activation if activation is None else activation
+    return _elementwise_jet(activation, affine(layer, value), first, second, order)
+
+
+def _pre_activation_rule(layer, jet, order, training) -> Jet:
+    """`_affine_rule` that stops at the pre-activation A x + b."""
+    return _affine_rule(layer, jet, order, training, activation=keras.activations.linear)
 
 
 def _activation_rule(layer, jet, order, training) -> Jet:
@@ -418,7 +428,7 @@ def _batch_norm_rule(layer, jet, order, training) -> Jet:
 
 
 # Rules that take `_Activated` streams as they are; the others get them formed.
-_TAKE_ACTIVATED = (_affine_rule, _reshape_rule)
+_TAKE_ACTIVATED = (_affine_rule, _pre_activation_rule, _reshape_rule)
 
 
 def _affine_ok(layer) -> bool:
@@ -492,6 +502,33 @@ def _layerwise(chain, primal, tangents, order, training) -> TaylorTerms:
     return value, first, second
 
 
+def output_activation_split(fn) -> Tuple[List[Tuple[keras.layers.Layer, Callable]], Callable]:
+    """(chain of a, σ) for f = σ ∘ a, σ the elementwise activation that ends f
+    (only reshapes after it); σ is the identity when f's output is linear.
+
+    Raises ValueError unless f is a chain of layers with exact rules (path 1).
+    """
+    chain = _layer_chain(fn)
+    if chain is None:
+        raise ValueError(
+            f"Expanding the decoder before its output activation needs a decoder that is a chain "
+            f"of layers with exact Taylor rules (a keras.Sequential or one-chain Functional model "
+            f"of {', '.join(sorted(cls.__name__ for cls in LAYER_RULES))}, without activity "
+            f"regularizers); got {getattr(fn, 'name', fn)!r}."
+        )
+    last = max((i for i, (_, rule) in enumerate(chain) if rule is not _reshape_rule), default=None)
+    layer, rule = chain[last] if last is not None else (None, None)
+    if rule is _affine_rule:
+        return chain[:last] + [(layer, _pre_activation_rule)] + chain[last + 1:], layer.activation
+    if rule is _activation_rule:
+        activation = layer.activation if isinstance(layer, keras.layers.Activation) else layer
+        return chain[:last] + chain[last + 1:], activation
+    raise ValueError(
+        f"The decoder's last layer that is not a reshape, {getattr(layer, 'name', None)!r}, is "
+        f"neither an affine layer nor an activation: it has no output activation to expand before."
+    )
+
+
 # -- paths 2 and 3: forward-mode autodiff of f as a black box --------------------------
 
 
@@ -557,6 +594,15 @@ def _repeated(fn, primal, tangents, order):
     return fn(primal), _slots(first, slots), None if second is None else _slots(second, slots)
 
 
+def _check_arguments(order: int, tangents: tf.Tensor) -> None:
+    check_order(order)
+    if tangents.shape.rank is None or tangents.shape[1] is None:
+        raise ValueError(
+            f"tangents must have a static slot axis (B, M, ...), got shape "
+            f"{tangents.shape}."
+        )
+
+
 def taylor_terms(
     fn: Callable[[tf.Tensor], tf.Tensor],
     primal: tf.Tensor,
@@ -580,12 +626,7 @@ def taylor_terms(
     Returns:
       (value (B, *out), first (B, M, *out), second (B, M, *out) or None).
     """
-    check_order(order)
-    if tangents.shape.rank is None or tangents.shape[1] is None:
-        raise ValueError(
-            f"tangents must have a static slot axis (B, M, ...), got shape "
-            f"{tangents.shape}."
-        )
+    _check_arguments(order, tangents)
     chain = _layer_chain(fn) if vectorize else None
     if chain is not None:
         return _layerwise(chain, primal, tangents, order, training)
@@ -607,3 +648,42 @@ def taylor_terms(
         # ("returned too few gradients"); a graph keeps them.
         return tf.function(_repeated)(fn, primal, tangents, order)
     return _repeated(fn, primal, tangents, order)
+
+
+def _expansion(value, first, second, dtype):
+    """value + first (+ ½ second), (B, *out) and (B, M, *out) -> (B, M, *out), in dtype."""
+    # Sum the Taylor step before broadcasting the value: XLA on TF 2.20 CPU
+    # miscompiles value[:, None] + first + 0.5 * second for pfor-made terms.
+    step = tf.cast(first, dtype)
+    if second is not None:
+        step += 0.5 * tf.cast(second, dtype)
+    return tf.cast(value, dtype)[:, None] + step
+
+
+def taylor_expansion(
+    fn: Callable[[tf.Tensor], tf.Tensor],
+    primal: tf.Tensor,
+    tangents: tf.Tensor,
+    order: int = 1,
+    vectorize: bool = True,
+    training: Optional[bool] = None,
+    expand_output_activation: bool = True,
+    dtype: Optional[tf.DType] = None,
+) -> Tuple[tf.Tensor, tf.Tensor]:
+    """(f(p) (B, *out), f̃(p + t) (B, M, *out)): f's order-`order` Taylor reconstruction at p + t.
+
+    With `expand_output_activation` (the paper's NRAE), f̃ = f(p) + J t [+ ½ tᵀ H t].
+    Without, f = σ ∘ a is split at its output activation σ
+    (`output_activation_split`) and only a is expanded:
+    f̃ = σ(a(p) + J_a t [+ ½ tᵀ H_a t]), which stays in σ's range (a sigmoid's
+    Taylor series around a logit a converges only within π of a); f(p) and
+    f̃(p) are unchanged. Arguments as for `taylor_terms`; `dtype` (default f's
+    output dtype) is the dtype f̃ is summed in.
+    """
+    if expand_output_activation:
+        value, first, second = taylor_terms(fn, primal, tangents, order, vectorize, training)
+        return value, _expansion(value, first, second, dtype or value.dtype)
+    _check_arguments(order, tangents)
+    chain, activation = output_activation_split(fn)
+    pre, first, second = _layerwise(chain, primal, tangents, order, training)
+    return activation(pre), activation(_expansion(pre, first, second, dtype or pre.dtype))
