@@ -9,6 +9,11 @@ every `--every` epochs. Prints one line per model: per-pixel validation MSE
 
     python benchmarks/validation_curves.py mnist fashion_mnist --epochs 150 --every 10
     python benchmarks/validation_curves.py cifar10 --models AE NRAE-L --set latent_dim=64
+    python benchmarks/validation_curves.py mnist --models NRAE-Q --lam 0.1 1 --before-output-activation
+
+`--before-output-activation` also trains each NRAE with
+`expand_output_activation=False` (the decoder expanded up to its sigmoid,
+σ(a + J_a dz + ½ dzᵀ H_a dz)), marked "σ(a+…)".
 """
 
 import argparse
@@ -45,7 +50,9 @@ def main():
     parser.add_argument("--epochs", type=int, default=150)
     parser.add_argument("--every", type=int, default=10)
     parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--lam", type=float, default=0.1)
+    parser.add_argument("--lam", nargs="+", type=float, default=[0.1], help="NRAE λ values, one run each")
+    parser.add_argument("--before-output-activation", action="store_true",
+                        help="also train each NRAE with expand_output_activation=False")
     parser.add_argument("--models", nargs="+", default=["AE", "DAE", "NRAE-L", "NRAE-Q"],
                         choices=protocol.MODEL_NAMES)
     parser.add_argument("--set", nargs="+", default=[], metavar="NAME=VALUE",
@@ -56,18 +63,30 @@ def main():
     for dataset in args.datasets:
         x_fit, x_val = protocol.validation_images(dataset, config)
         graph = NeighborGraph.build(x_fit, k=args.k, verbose=0)
-        for name in args.models:
+        for name, lam, expand_output_activation in runs(args):
             start = time.perf_counter()
             curve = ValidationCurve(x_val, args.every)
             if name in protocol.NRAE_ORDERS:
                 order = protocol.NRAE_ORDERS[name]
-                protocol.train_nrae(x_fit, order, args.k, args.lam, config, 0, graph, [curve])
-                name = f"{name} k={args.k} λ={args.lam:g}"
+                protocol.train_nrae(x_fit, order, args.k, lam, config, 0, graph, [curve], expand_output_activation)
+                name = f"{name} k={args.k} λ={lam:g}" + ("" if expand_output_activation else " σ(a+…)")
             else:
                 protocol.train_baseline(name, x_fit, config, 0, [curve])
             values = " ".join(f"{1e3 * v:.2f}" for v in curve.curve)
-            best = args.every * (1 + int(np.argmin(curve.curve)))
+            best = args.every * (1 + int(np.argmin(curve.curve))) if curve.curve else None
             print(f"{dataset:<14} {name:<18} {values}  (min at {best}; {time.perf_counter() - start:.0f} s)", flush=True)
+
+
+def runs(args):
+    """(model name, λ, expand_output_activation) of every run: baselines once, NRAE per λ (and expansion)."""
+    for name in args.models:
+        if name not in protocol.NRAE_ORDERS:
+            yield name, None, True
+            continue
+        for lam in args.lam:
+            yield name, lam, True
+            if args.before_output_activation:
+                yield name, lam, False
 
 
 if __name__ == "__main__":

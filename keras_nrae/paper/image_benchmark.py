@@ -282,7 +282,7 @@ def train_baseline(
 
 def train_nrae(
     x: np.ndarray, order: int, k: int, lam: float, config: BenchmarkConfig, seed: int,
-    graph: Optional[NeighborGraph] = None, callbacks: Callbacks = (),
+    graph: Optional[NeighborGraph] = None, callbacks: Callbacks = (), expand_output_activation: bool = True,
 ) -> NeighborhoodReconstructionModel:
     """NRAE (order, Binary(lam)) trained on x with neighbours from its k-NN graph."""
     keras.utils.set_random_seed(seed)
@@ -290,12 +290,18 @@ def train_nrae(
     data = neighborhood_dataset(
         x, graph, config.batch_size, config.neighbors_per_point, include_center=True, seed=seed
     )
-    return _train(build_nrae(x.shape[1:], order, lam, config), data, config, callbacks, x=x)
+    model = build_nrae(x.shape[1:], order, lam, config, expand_output_activation)
+    return _train(model, data, config, callbacks, x=x)
 
 
-def build_nrae(shape, order: int, lam: float, config: BenchmarkConfig) -> NeighborhoodReconstructionModel:
+def build_nrae(
+    shape, order: int, lam: float, config: BenchmarkConfig, expand_output_activation: bool = True
+) -> NeighborhoodReconstructionModel:
     """NRAE of the given order with kernel `Binary(lam)` on the protocol's architecture (weights seeded by the caller)."""
-    return NeighborhoodReconstructionModel(*_pair(shape, config), order=order, kernel=kernels.Binary(lam))
+    return NeighborhoodReconstructionModel(
+        *_pair(shape, config), order=order, kernel=kernels.Binary(lam),
+        expand_output_activation=expand_output_activation,
+    )
 
 
 # -- the protocol ----------------------------------------------------------------
