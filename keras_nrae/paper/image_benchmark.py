@@ -539,10 +539,10 @@ def run(
         rows += dataset_rows
     table = markdown_table(rows, chosen)
     settings = "\n".join(
-        f"- {column}: " + ", ".join(
+        f"- {column}: " + (", ".join(
             f"{NRAE_NAMES[s.order]} k={s.k} λ={s.lam:g} (validation MSE {s.validation_mse:.5f})"
             for s in by_order.values()
-        )
+        ) or "none")
         for column, by_order in chosen.items()
     )
     report = (
