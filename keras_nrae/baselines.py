@@ -70,7 +70,8 @@ def encode_with_jacobian_norm(
 
 def _leading_dense(encoder: keras.Model, x: tf.Tensor):
     """(reshape layers, Dense, later layers) when `encoder` is a Sequential whose
-    first non-reshape layer is a plain Dense computing in x's dtype; else None."""
+    first non-reshape layer is a plain Dense computing in x's dtype (no LoRA,
+    quantization or activity regularizer, which its own call would apply); else None."""
     if not isinstance(encoder, keras.Sequential):
         return None
     for i, layer in enumerate(encoder.layers):
@@ -78,7 +79,7 @@ def _leading_dense(encoder: keras.Model, x: tf.Tensor):
             continue
         plain = (
             type(layer) is keras.layers.Dense and not layer.lora_enabled and layer.quantization_mode is None
-            and layer.compute_dtype == layer.variable_dtype == x.dtype
+            and layer.activity_regularizer is None and layer.compute_dtype == layer.variable_dtype == x.dtype
         )
         return (encoder.layers[:i], layer, encoder.layers[i + 1:]) if plain else None
     return None

@@ -80,6 +80,17 @@ def test_jacobian_norm_and_its_gradient_match_the_full_jacobian(functional):
             np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
 
 
+def test_jacobian_norm_keeps_the_first_layers_activity_regularizer():
+    # The Gram-matrix form bypasses the first Dense's call: a layer whose call
+    # adds a loss must take the full Jacobian, which calls it.
+    encoder = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activity_regularizer="l2"), keras.layers.Dense(2)])
+    x = tf.constant(np.random.default_rng(2).normal(size=(5, 4)), tf.float32)
+    kernel, bias = encoder.layers[0].get_weights()
+    expected = 0.01 * np.sum((x.numpy() @ kernel + bias) ** 2) / len(x)
+    encode_with_jacobian_norm(encoder, x)
+    assert len(encoder.losses) == 1 and float(encoder.losses[0]) == pytest.approx(expected, rel=1e-5)
+
+
 def test_contractive_loss_closed_form_for_linear_maps():
     # Linear g(x) = x W_e has Jacobian W_eᵀ for every x: penalty ‖W_e‖_F².
     rng = np.random.default_rng(1)
