@@ -195,8 +195,8 @@ def test_uint8_and_its_float_version_share_a_graph():
     from_uint8 = batches(neighborhood_dataset(stored, graph, 8, seed=1))
     from_floats = batches(neighborhood_dataset(as_floats, graph, 8, seed=1))
     for (c1, n1), (c2, n2) in zip(from_uint8, from_floats):
-        np.testing.assert_allclose(c1, c2, rtol=1e-7)  # x * (1/255) vs x / 255: 1 ulp
-        np.testing.assert_allclose(n1, n2, rtol=1e-7)
+        np.testing.assert_allclose(c1, c2, rtol=np.finfo(np.float32).eps)  # x * (1/255) vs x / 255: 1 ulp
+        np.testing.assert_allclose(n1, n2, rtol=np.finfo(np.float32).eps)
 
 
 def test_a_row_changed_after_the_graph_was_built_is_an_error(tmp_path):

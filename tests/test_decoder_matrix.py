@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from keras_nrae import taylor
 from keras_nrae.taylor import taylor_terms
+from tests._numerics import assert_close
 from tests._reference import with_random_biases
 
 B, M, D, OUT = 4, 3, 2, 6
@@ -176,8 +177,8 @@ def test_training_batch_norm_expands_with_the_batch_statistics_held_fixed():
     # The moving statistics moved once, towards this batch's.
     pre = decoder.layers[0](z).numpy()
     mean, variance = pre.mean(0), pre.var(0)
-    np.testing.assert_allclose(norm.moving_mean, 0.99 * moving[0] + 0.01 * mean, rtol=1e-12)
-    np.testing.assert_allclose(norm.moving_variance, 0.99 * moving[1] + 0.01 * variance, rtol=1e-12)
+    assert_close(norm.moving_mean, 0.99 * moving[0] + 0.01 * mean, rtol=1e-12)
+    assert_close(norm.moving_variance, 0.99 * moving[1] + 0.01 * variance, rtol=1e-12)
     # Reference: inference mode with the batch statistics as moving statistics.
     norm.moving_mean.assign(mean)
     norm.moving_variance.assign(variance)
@@ -210,7 +211,7 @@ def test_training_gaussian_noise_leaves_the_tangents_alone():
     z, dz = codes(seed=3)
     value, first, _ = taylor_terms(decoder, z, dz, order=1, training=True)
     assert np.abs(value.numpy() - linear(z).numpy()).max() > 0.1
-    np.testing.assert_allclose(first, np.einsum("bmd,du->bmu", dz.numpy(), linear.kernel.numpy()), rtol=1e-12)
+    assert_close(first, np.einsum("bmd,du->bmu", dz.numpy(), linear.kernel.numpy()), rtol=1e-12)
 
 
 @pytest.mark.parametrize("make_decoder", [skip_functional, subclassed_model])

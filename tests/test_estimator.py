@@ -20,6 +20,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 from keras_nrae import NRAE, architectures, export_saved_model  # noqa: E402
 from keras_nrae.estimator import _fold_standardization  # noqa: E402
 from keras_nrae.metrics import trustworthiness  # noqa: E402
+from tests._numerics import assert_close  # noqa: E402
 
 # Tiny settings for the API tests: one step of a tiny MLP per fit (run eagerly, about a second).
 TINY = dict(n_neighbors=3, hidden=(8,), epochs=1, random_state=0)
@@ -89,8 +90,8 @@ def test_fit_transform_inverse_transform_shapes(fitted):
 def test_model_works_in_the_units_of_x(fitted):
     # The standardisation is folded into the first and last Dense layers.
     est, x = fitted
-    np.testing.assert_allclose(est.model_.encode(x), est.transform(x), rtol=1e-6)
-    np.testing.assert_allclose(est.model_(x.astype("float32")), est.inverse_transform(est.transform(x)), rtol=1e-6)
+    assert_close(est.model_.encode(x), est.transform(x))
+    assert_close(est.model_(x.astype("float32")), est.inverse_transform(est.transform(x)))
     assert est.mean_ == pytest.approx(x.mean(axis=0))
     assert est.scale_ == pytest.approx(np.sqrt(np.mean((x - x.mean(axis=0)) ** 2)))
 
@@ -226,7 +227,7 @@ def test_model_exports_as_saved_model(fitted, tmp_path):
     est, x = fitted
     export_saved_model(est.model_, str(tmp_path / "nrae"))
     served = tf.saved_model.load(str(tmp_path / "nrae"))
-    np.testing.assert_allclose(served.encode(x.astype("float32")), est.transform(x), rtol=1e-6)
+    assert_close(served.encode(x.astype("float32")), est.transform(x))
 
 
 # -- scikit-learn is an optional extra ---------------------------------------------------------

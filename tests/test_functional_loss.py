@@ -17,6 +17,7 @@ from keras_nrae import kernels
 from keras_nrae.architectures import mlp_autoencoder
 from keras_nrae.losses import neighborhood_reconstruction_loss
 from keras_nrae.model import NeighborhoodReconstructionModel
+from tests._numerics import assert_close
 
 SHAPE, LATENT, BATCH, SLOTS = (3,), 2, 4, 3
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -68,7 +69,7 @@ def test_weights_none_equals_all_ones():
     ones = np.ones((BATCH, SLOTS), "float32")
     a = neighborhood_reconstruction_loss(decoder, z, z_neighbors, neighbors, None)
     b = neighborhood_reconstruction_loss(decoder, z, z_neighbors, neighbors, ones)
-    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6)
+    assert_close(a.numpy(), b.numpy(), rtol=1e-6)
 
 
 def _finite_difference_taylor(f, z, h=1e-4):
@@ -194,7 +195,7 @@ def test_same_value_under_tf_function_and_xla(order, jit):
     )
     eager = loss(z, z_neighbors, neighbors, weights)
     traced = tf.function(loss, jit_compile=jit)(z, z_neighbors, neighbors, weights)
-    np.testing.assert_allclose(traced.numpy(), eager.numpy(), rtol=1e-5)
+    assert_close(traced.numpy(), eager.numpy(), rtol=1e-5)
 
 
 def test_runs_in_a_distribute_replica_context():

@@ -6,6 +6,7 @@ import pytest
 from keras_nrae import arrays
 from keras_nrae import graph as graph_lib
 from keras_nrae.graph import NeighborGraph
+from tests._numerics import assert_close
 
 
 def brute_force(points: np.ndarray, k: int):
@@ -39,7 +40,7 @@ def test_exact_equals_brute_force(data):
     indices, distances = brute_force(data, 7)
     assert graph.indices.dtype == np.int32 and graph.distances.dtype == np.float32
     np.testing.assert_array_equal(graph.indices, indices)
-    np.testing.assert_allclose(graph.distances, distances, rtol=1e-6)
+    assert_close(graph.distances, distances)
     assert graph.method == "exact" and graph.k == 7 and graph.num_points == len(data)
 
 
@@ -84,7 +85,7 @@ def test_scann_recall(data):
     assert np.all(graph.indices != np.arange(len(data))[:, None])
     # Reported distances are the true ones of the listed neighbours.
     listed = np.linalg.norm(data[:, None] - data[graph.indices], axis=-1)
-    np.testing.assert_allclose(graph.distances, listed, rtol=1e-5)
+    assert_close(graph.distances, listed, rtol=1e-5)
 
 
 @pytest.mark.parametrize("method", ["exact", "scann"])

@@ -16,6 +16,7 @@ import tensorflow as tf
 from keras_nrae import kernels
 from keras_nrae.architectures import mlp_autoencoder
 from keras_nrae.losses import NeighborhoodReconstructionLoss, neighborhood_reconstruction_loss
+from tests._numerics import assert_close
 
 SHAPE, LATENT, BATCH, SLOTS = (3,), 2, 4, 3
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,7 +120,7 @@ def test_config_round_trip():
     restored.decoder.set_weights(decoder.get_weights())
     x, neighbors = _batch()
     codes = _codes(_autoencoder()[0], x, neighbors)
-    np.testing.assert_allclose(
+    assert_close(
         restored(x, neighbors, *codes).numpy(), layer(x, neighbors, *codes).numpy(), rtol=1e-6
     )
 

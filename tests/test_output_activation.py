@@ -13,6 +13,7 @@ from keras_nrae import NeighborhoodReconstructionModel, kernels
 from keras_nrae.losses import NeighborhoodReconstructionLoss
 from keras_nrae.taylor import taylor_expansion
 from tests._reference import nested_forward_terms, weighted_loss, with_random_biases
+from tests._numerics import assert_close
 
 B, M, D = 3, 2, 2
 F64 = dict(dtype="float64")
@@ -67,8 +68,8 @@ def test_expansion_before_the_output_activation_matches_nested_forward_mode(make
     z, dz = codes()
     value, recon = tf.function(taylor_expansion)(decoder, z, dz, order, expand_output_activation=False)
     expected_value, expected_recon = reference(twin, z, dz, order)
-    np.testing.assert_allclose(value, decoder(z), rtol=1e-12)
-    np.testing.assert_allclose(value, expected_value, rtol=1e-12)
+    assert_close(value, decoder(z), rtol=1e-12)
+    assert_close(value, expected_value, rtol=1e-12)
     np.testing.assert_allclose(recon, expected_recon, rtol=1e-10, atol=1e-12)
 
 
