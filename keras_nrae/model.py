@@ -9,6 +9,7 @@ run with `training=True` in `train_step` and `training=False` everywhere else
 in `fit` the training pass's, in `evaluate` that of `model(x)`.
 """
 
+import inspect
 from typing import Any, Optional, Tuple, Union
 
 import keras
@@ -18,6 +19,7 @@ from keras_nrae import _keras_compat as compat
 from keras_nrae import kernels as kernels_lib
 from keras_nrae.losses import squared_distances, taylor_reconstruction_errors, weighted_mean
 from keras_nrae._checks import check_order
+from keras_nrae.finite import NonFiniteCounts, StopOnNonFinite
 from keras_nrae.taylor import check_per_example, output_activation_split
 
 _EXPANDS = ("decoder", "autoencoder")
@@ -90,6 +92,8 @@ class Autoencoder(keras.Model):
         self.decoder = decoder
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.mse_tracker = keras.metrics.Mean(name="reconstruction_mse")
+        self.non_finite_counts = NonFiniteCounts()
+        self.check_finite = True
         input_shape = getattr(encoder, "input_shape", None) if encoder.built else None
         if input_shape is not None:
             self.build(input_shape)
@@ -172,7 +176,9 @@ class Autoencoder(keras.Model):
 
     # -- Keras hooks -----------------------------------------------------------
 
-    def compile(self, optimizer="adam", **kwargs):
+    def compile(self, optimizer="adam", check_finite: bool = True, **kwargs):
+        """`keras.Model.compile` without `loss=`; `check_finite=False` turns off
+        the NaN/Inf check of every step (see `keras_nrae.finite`)."""
         for unsupported in ("loss", "loss_weights"):
             if kwargs.get(unsupported) is not None:
                 raise ValueError(
@@ -180,13 +186,21 @@ class Autoencoder(keras.Model):
                     f"{unsupported}= to compile()."
                 )
         super().compile(optimizer=optimizer, **kwargs)
+        self.check_finite = bool(check_finite)
+        self._compile_config.config["check_finite"] = self.check_finite
 
     def fit(self, x=None, *args, **kwargs):
-        """`keras.Model.fit`; a `tf.data.Dataset` shuffles itself (see
-        `neighborhood_dataset`), so Keras's ignored `shuffle=True` is not passed."""
-        if isinstance(x, tf.data.Dataset) and len(args) < 7:
-            kwargs.setdefault("shuffle", False)
-        return super().fit(x, *args, **kwargs)
+        """`keras.Model.fit`, with `StopOnNonFinite` among the callbacks when
+        compiled with `check_finite=True`; a `tf.data.Dataset` shuffles itself
+        (see `neighborhood_dataset`), so Keras's ignored `shuffle=True` is not passed."""
+        arguments = inspect.signature(keras.Model.fit).bind(self, x, *args, **kwargs).arguments
+        arguments.pop("self")
+        if isinstance(x, tf.data.Dataset):
+            arguments.setdefault("shuffle", False)
+        callbacks = list(arguments.get("callbacks") or [])
+        if self.check_finite and not any(isinstance(c, StopOnNonFinite) for c in callbacks):
+            arguments["callbacks"] = callbacks + [StopOnNonFinite()]
+        return super().fit(**arguments)
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         """Keras', built from one replica's batch (works under several workers; see `_keras_compat`)."""
@@ -209,7 +223,8 @@ class Autoencoder(keras.Model):
     @property
     def metrics(self):
         """loss (this model's total, not Keras's own tracker), compiled metrics, reconstruction_mse."""
-        return [self.loss_tracker] + [m for m in super().metrics if m.name != "loss"]
+        shown = [m for m in super().metrics if m.name != "loss" and m is not self.non_finite_counts]
+        return [self.loss_tracker] + shown
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         """Update the compiled metrics with y = the centres; return every metric's value."""
@@ -233,6 +248,10 @@ class Autoencoder(keras.Model):
             for g, v in zip(gradients, variables)
         ]
         self.optimizer.apply(gradients, variables)
+        if self.check_finite:
+            # Scaled gradients overflow by design under loss scaling, which skips those steps.
+            scaled_away = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
+            self.non_finite_counts.update_state(loss, [] if scaled_away else gradients, variables)
         return self._update_metrics(x, x_hat, loss)
 
     def test_step(self, data):

@@ -3,7 +3,8 @@
 Run as a script (logical devices must be set before TensorFlow initialises);
 prints one JSON object: for each case, the initial weights, the loss and
 weights after the step on one device and under the strategy, and the
-per-replica batch sizes.
+per-replica batch sizes; and the error of a fit whose second step has a NaN in
+the second replica's half of the batch.
 """
 
 import contextlib
@@ -27,6 +28,7 @@ from keras_nrae import (  # noqa: E402
     neighborhood_dataset,
 )
 from keras_nrae.architectures import mlp_autoencoder  # noqa: E402
+from keras_nrae.finite import NonFiniteError  # noqa: E402
 
 GLOBAL_BATCH = 8
 
@@ -99,7 +101,23 @@ def main():
     results["replica_batch_sizes"] = [
         int(t.shape[0]) for t in strategy.experimental_local_results(per_replica["x"])
     ]
+    results["non_finite_error"] = _non_finite_error(strategy)
     print(json.dumps(results))
+
+
+def _non_finite_error(strategy):
+    """The NonFiniteError message when replica 2's half of step 2 has a NaN, or None."""
+    x = np.random.default_rng(1).normal(size=(2 * GLOBAL_BATCH, 4)).astype("float32")
+    neighbors = np.stack([x, x[::-1]], axis=1)
+    neighbors[GLOBAL_BATCH + GLOBAL_BATCH // 2 + 1, 1, 0] = np.nan
+    data = tf.data.Dataset.from_tensor_slices({"x": x, "neighbors": neighbors}).batch(GLOBAL_BATCH)
+    with strategy.scope():
+        model = _model(1, True)
+    try:
+        model.fit(data, epochs=1, verbose=0)
+    except NonFiniteError as error:
+        return str(error)
+    return None
 
 
 if __name__ == "__main__":

@@ -45,3 +45,8 @@ def test_one_mirrored_step_matches_one_device(results, case):
         np.testing.assert_allclose(distributed, single, atol=1e-5)
         moved = max(moved, np.abs(np.subtract(single, initial)).max())
     assert moved > 1e-3, "the step did not change the weights"
+
+
+def test_a_nan_in_one_replica_stops_fit_naming_the_step(results):
+    message = results["non_finite_error"]
+    assert message is not None and "the loss" in message and "epoch 1, step 2." in message

@@ -58,6 +58,7 @@ from keras_nrae.baselines import (
 )
 from keras_nrae.data import neighborhood_dataset
 from keras_nrae.datasets import load_images
+from keras_nrae.finite import NonFiniteError
 from keras_nrae.graph import NeighborGraph
 from keras_nrae.metrics import reconstruction_mse
 from keras_nrae.model import NeighborhoodReconstructionModel
@@ -255,13 +256,17 @@ def _train(
     """model compiled and fitted on data (training images x).
 
     `model.diverged` says whether the run diverged, `model.divergence` why:
-    `DivergenceMonitor` during training, then `failure_reason` on x.
+    `NonFiniteError` or `DivergenceMonitor` during training, then
+    `failure_reason` on x.
     """
     model.compile(keras.optimizers.Adam(config.learning_rate))
     fit_args = {"batch_size": config.batch_size} if isinstance(data, np.ndarray) else {}
     monitor = DivergenceMonitor(config.divergence_factor)
-    model.fit(data, targets, epochs=config.epochs, verbose=0, callbacks=[*callbacks, monitor], **fit_args)
-    reason = monitor.reason
+    try:
+        model.fit(data, targets, epochs=config.epochs, verbose=0, callbacks=[*callbacks, monitor], **fit_args)
+        reason = monitor.reason
+    except NonFiniteError as error:
+        reason = str(error)
     if reason is None:
         reason = failure_reason(model, data if x is None else x, config.trivial_factor)
     model.diverged, model.divergence = reason is not None, reason
