@@ -108,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="keras-nrae",
         description="Neighborhood Reconstructing Autoencoders (Lee, Kwon & Park, NeurIPS 2021) for Keras.",
     )
+    parser.add_argument(
+        "--verbose", action="store_true", dest="tensorflow_log",
+        help="keep TensorFlow's start-up log (CUDA, oneDNN notices), which is off unless "
+        "TF_CPP_MIN_LOG_LEVEL is set; each command's own --verbose sets its progress bars",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser(

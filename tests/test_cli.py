@@ -1,6 +1,8 @@
 """The keras-nrae command: parsing, wiring to the experiments, train + export, clear data errors."""
 
 import json
+import os
+import re
 import subprocess
 import sys
 
@@ -101,10 +103,33 @@ def test_unknown_dataset_and_unreadable_file_give_clear_errors(tmp_path, capsys)
     assert "No such .npz file" in capsys.readouterr().err
 
 
-def test_console_script_entry_point_runs():
-    result = subprocess.run(
-        [sys.executable, "-c", "import sys; from keras_nrae.cli import main; sys.exit(main())", "benchmark", "--help"],
-        capture_output=True, text=True, timeout=300,
+def _console_script(*argv, **env):
+    """`keras-nrae ARGV` through the console script's module, TF_CPP_MIN_LOG_LEVEL unset unless given."""
+    environ = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    return subprocess.run(
+        [sys.executable, "-m", "keras_nrae_cli", *argv],
+        capture_output=True, text=True, timeout=300, env={**environ, **env},
     )
+
+
+# TensorFlow's C++ log lines: "2026-12-06 13:25:06.639238: I tensorflow/core/util/port.cc:153] ..."
+_TF_LOG_LINE = re.compile(r"^\S+ \S+: [IWEF] \S+:\d+\]", re.MULTILINE)
+
+
+def test_console_script_entry_point_runs():
+    result = _console_script("benchmark", "--help")
     assert result.returncode == 0, result.stderr
     assert "Table 1" in result.stdout
+
+
+def test_console_script_prints_no_tensorflow_start_up_log(tmp_path):
+    result = _console_script("demo", "--epochs", "1", "--verbose", "0", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert "NRAE-L and NRAE-Q below AE" in result.stdout
+
+
+def test_tensorflow_log_is_kept_when_asked():
+    assert _TF_LOG_LINE.search(_console_script("--verbose", "demo", "--help").stderr)
+    assert _TF_LOG_LINE.search(_console_script("demo", "--help", TF_CPP_MIN_LOG_LEVEL="0").stderr)
+    assert not _TF_LOG_LINE.search(_console_script("demo", "--help").stderr)
