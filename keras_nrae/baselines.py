@@ -1,4 +1,4 @@
-"""The baselines of the paper's Table 1: AE, DAE, CAE, VAE, WAE-MMD and GRAE.
+"""The baselines of the paper's Table 1: AE, DAE, CAE, VAE, WAE-MMD, GRAE and SPAE.
 
 Every baseline is a `keras_nrae.model.Autoencoder`, and so keeps its Keras
 contract (`model.losses` in the loss, `training` flags, compiled metrics): same
@@ -9,8 +9,8 @@ reconstruction term is 1/B Σ_b ‖x_b − x̂_b‖² (summed over features) as 
 plain AE and NRAE. GRAE also needs a target embedding per example, passed as
 Keras's y: `fit(x, target)`.
 
-SPAE (Chen et al., IEEE TNNLS 2021) is not here: its loss could not be pinned
-down from public material (README, "GRAE and SPAE").
+SPAE's structure-preserving term follows two public re-implementations
+(README, "GRAE and SPAE").
 """
 
 from typing import Any, Optional, Tuple
@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_nrae._checks import non_negative, positive
+from keras_nrae._checks import integer_at_least, non_negative, positive
 from keras_nrae.graph import NeighborGraph
 from keras_nrae.model import Autoencoder, reconstruction_loss
 
@@ -28,12 +28,15 @@ __all__ = [
     "ContractiveAutoencoder",
     "DenoisingAutoencoder",
     "GeometryRegularizedAutoencoder",
+    "StructurePreservingAutoencoder",
     "VariationalAutoencoder",
     "WassersteinAutoencoder",
     "encode_with_jacobian_norm",
     "gaussian_kl",
     "inverse_multiquadric_mmd",
+    "relaxed_weight",
     "spectral_embedding",
+    "structure_preserving_penalty",
     "target_embedding",
 ]
 
@@ -123,6 +126,46 @@ def inverse_multiquadric_mmd(a: tf.Tensor, b: tf.Tensor, scale: float = 1.0) -> 
         kernel_sum(a, a, True) + kernel_sum(b, b, True), n * (n - 1)
     )
     return within - 2.0 * kernel_sum(a, b, False) / n**2
+
+
+def _pairwise_distances(a: tf.Tensor, expand: bool) -> tf.Tensor:
+    """‖a_i − a_j‖ (B, B) of rows a (B, n): by differences, or by the ‖a‖² − 2ab + ‖b‖²
+    expansion (for wide rows; clipped at 0). The gradient is 0, not NaN, where a distance is 0."""
+    if expand:
+        norms = tf.reduce_sum(tf.square(a), axis=1)
+        sq = tf.maximum(norms[:, None] + norms[None] - 2.0 * tf.matmul(a, a, transpose_b=True), 0.0)
+    else:
+        sq = tf.reduce_sum(tf.square(a[:, None] - a[None]), axis=-1)
+    positive = sq > 0
+    return tf.where(positive, tf.sqrt(tf.where(positive, sq, tf.ones_like(sq))), tf.zeros_like(sq))
+
+
+def _check_scaling(scaling: str) -> str:
+    if scaling not in ("point", "global"):
+        raise ValueError(f'scaling must be "point" (R1) or "global" (R2), got {scaling!r}.')
+    return scaling
+
+
+def structure_preserving_penalty(
+    x: tf.Tensor, z: tf.Tensor, scaling: str = "point", epsilon: float = 1e-12
+) -> tf.Tensor:
+    """SPAE's term: the spread of log r_ij, r_ij = (d_Z(z_i, z_j) + ε) / (d_X(x_i, x_j) + ε), i ≠ j.
+
+    x (B, *shape), z (B, d), Euclidean distances. scaling "point" (R1): the
+    mean over i of the unbiased variance of log r_ij over j ≠ i, zero when
+    each point's distances are scaled by a constant c_i; "global" (R2): the
+    unbiased variance over all B (B − 1) pairs, zero for one constant c.
+    """
+    batch = tf.shape(z)[0]
+    d_x = _pairwise_distances(tf.cast(tf.reshape(x, [batch, -1]), z.dtype), expand=True)
+    d_z = _pairwise_distances(z, expand=False)
+    log_ratio = tf.math.log((d_z + epsilon) / (d_x + epsilon))
+    pairs = 1.0 - tf.eye(batch, dtype=z.dtype)  # i ≠ j
+    axis = {"point": 1, "global": None}[_check_scaling(scaling)]
+    count = tf.reduce_sum(pairs, axis=axis, keepdims=True)
+    mean = tf.reduce_sum(pairs * log_ratio, axis=axis, keepdims=True) / count
+    variance = tf.reduce_sum(pairs * tf.square(log_ratio - mean), axis=axis, keepdims=True) / (count - 1.0)
+    return tf.reduce_mean(variance)
 
 
 # -- the models ------------------------------------------------------------------
@@ -280,6 +323,40 @@ class WassersteinAutoencoder(_StochasticAutoencoder):
         return {**super().get_config(), "weight": self.weight, "scale": self.scale}
 
 
+@keras.saving.register_keras_serializable(package="keras_nrae")
+class StructurePreservingAutoencoder(Autoencoder):
+    """SPAE (Chen et al., IEEE TNNLS 2021): loss 1/B Σ_b ‖x_b − f(g(x_b))‖² + weight · R.
+
+    R = `structure_preserving_penalty` of the batch: latent distances should
+    be input distances scaled by a constant, per point (R1, scaling="point",
+    the default) or for the whole batch (R2, scaling="global"). The definition
+    is that of two public re-implementations that agree (qipengz/BLAE's
+    `SPAELoss`, laurent-cheret/manifold-matching-autoencoders' `models/spae.py`);
+    the paper's own text was not available.
+
+    Args:
+      encoder, decoder: as for `Autoencoder`.
+      weight: weight of R.
+      scaling: "point" (R1) or "global" (R2).
+      epsilon: ε of r_ij, which keeps duplicate points finite.
+    """
+
+    def __init__(self, encoder, decoder, weight: float = 1.0, scaling: str = "point", epsilon: float = 1e-12, **kwargs):
+        self.weight = non_negative(weight, "weight")
+        self.scaling = _check_scaling(scaling)
+        self.epsilon = positive(epsilon, "epsilon")
+        super().__init__(encoder, decoder, **kwargs)
+
+    def _plain_loss(self, x):
+        z = self.encoder(x, training=True)
+        penalty = structure_preserving_penalty(x, z, self.scaling, self.epsilon)
+        x_hat = self.decoder(z, training=True)
+        return reconstruction_loss(x, x_hat) + self.weight * tf.cast(penalty, x.dtype), x_hat
+
+    def get_config(self):
+        return {**super().get_config(), "weight": self.weight, "scaling": self.scaling, "epsilon": self.epsilon}
+
+
 # -- GRAE: regression of the codes on a fixed target embedding ------------------
 
 
@@ -342,7 +419,7 @@ def target_embedding(
 
 @keras.saving.register_keras_serializable(package="keras_nrae")
 class GeometryRegularizedAutoencoder(Autoencoder):
-    """GRAE (Duque et al., 2020): loss 1/B Σ_b [‖x_b − f(g(x_b))‖² + weight · ‖g(x_b) − e_b‖²].
+    """GRAE (Duque et al., 2020): loss 1/B Σ_b [‖x_b − f(g(x_b))‖² + λ_e · ‖g(x_b) − e_b‖²].
 
     e_b is example b's row of a target embedding computed once before training
     (`target_embedding`); train with `fit(x, targets)`, targets (N, d) aligned
@@ -351,14 +428,34 @@ class GeometryRegularizedAutoencoder(Autoencoder):
     this sum-over-features convention that is weight = λ · D / d for D pixels
     and d latent units.
 
+    λ_e = weight throughout, or with `relax_epochs` = E the authors' "relax"
+    schedule, `relaxed_weight`: λ falls along a sigmoid from `weight` to ~0
+    around epoch E/2, so the second half trains as a plain AE. `fit` sets λ_e
+    at the start of each epoch from the epoch number (so resuming with
+    `initial_epoch` or `BackupAndRestore` continues the schedule); its current
+    value is the non-trainable variable `regression_weight`.
+
     Args:
       encoder, decoder: as for `Autoencoder`.
-      weight: weight of the embedding term.
+      weight: weight of the embedding term (at the start, with `relax_epochs`).
+      relax_epochs: E, the length of the relax schedule in epochs; None: constant.
     """
 
-    def __init__(self, encoder, decoder, weight: float = 1.0, **kwargs):
+    def __init__(self, encoder, decoder, weight: float = 1.0, relax_epochs: Optional[int] = None, **kwargs):
         self.weight = non_negative(weight, "weight")
+        self.relax_epochs = None if relax_epochs is None else integer_at_least(relax_epochs, "relax_epochs")
         super().__init__(encoder, decoder, **kwargs)
+
+    def build(self, input_shape):
+        self.regression_weight = self.add_weight(
+            shape=(), initializer=keras.initializers.Constant(self.weight), trainable=False,
+            name="regression_weight",
+        )
+        super().build(input_shape)
+
+    def _own_callbacks(self) -> list:
+        relax = [] if self.relax_epochs is None else [_RelaxGeometry()]
+        return super()._own_callbacks() + relax
 
     def _training_loss(self, x, neighbors, targets):
         if targets is None:
@@ -366,13 +463,30 @@ class GeometryRegularizedAutoencoder(Autoencoder):
                 "GeometryRegularizedAutoencoder trains on (x, target embedding) "
                 "pairs: call fit(x, targets) with targets (N, d) from target_embedding()."
             )
-        return self._plain_loss(x, targets)
-
-    def _plain_loss(self, x, targets):
         z = self.encoder(x, training=True)
         regression = tf.reduce_mean(tf.reduce_sum(tf.square(z - tf.cast(targets, z.dtype)), axis=-1))
         x_hat = self.decoder(z, training=True)
-        return reconstruction_loss(x, x_hat) + self.weight * tf.cast(regression, x.dtype), x_hat
+        weight = tf.cast(self.regression_weight, x.dtype)
+        return reconstruction_loss(x, x_hat) + weight * tf.cast(regression, x.dtype), x_hat
 
     def get_config(self):
-        return {**super().get_config(), "weight": self.weight}
+        return {**super().get_config(), "weight": self.weight, "relax_epochs": self.relax_epochs}
+
+
+def relaxed_weight(weight: float, epoch: int, relax_epochs: int) -> float:
+    """GRAE's λ during 0-based epoch e of the authors' relax schedule over E epochs.
+
+    `weight` in epoch 0; then weight · (1 − σ(0.2 (e − E/2))), σ the logistic
+    function: what their `end_epoch` set after each (1-based) epoch e.
+    """
+    if epoch == 0:
+        return float(weight)
+    return float(weight) / (1.0 + np.exp(0.2 * (epoch - relax_epochs / 2)))
+
+
+class _RelaxGeometry(keras.callbacks.Callback):
+    """Sets a GRAE's `regression_weight` to `relaxed_weight` at the start of each epoch."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        model = self.model
+        model.regression_weight.assign(relaxed_weight(model.weight, epoch, model.relax_epochs))

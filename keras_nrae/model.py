@@ -190,17 +190,21 @@ class Autoencoder(keras.Model):
         self._compile_config.config["check_finite"] = self.check_finite
 
     def fit(self, x=None, *args, **kwargs):
-        """`keras.Model.fit`, with `StopOnNonFinite` among the callbacks when
-        compiled with `check_finite=True`; a `tf.data.Dataset` shuffles itself
+        """`keras.Model.fit`, with the model's own callbacks added (`StopOnNonFinite`
+        when compiled with `check_finite=True`); a `tf.data.Dataset` shuffles itself
         (see `neighborhood_dataset`), so Keras's ignored `shuffle=True` is not passed."""
         arguments = inspect.signature(keras.Model.fit).bind(self, x, *args, **kwargs).arguments
         arguments.pop("self")
         if isinstance(x, tf.data.Dataset):
             arguments.setdefault("shuffle", False)
         callbacks = list(arguments.get("callbacks") or [])
-        if self.check_finite and not any(isinstance(c, StopOnNonFinite) for c in callbacks):
-            arguments["callbacks"] = callbacks + [StopOnNonFinite()]
+        passed = tuple(type(c) for c in callbacks)
+        arguments["callbacks"] = callbacks + [c for c in self._own_callbacks() if not isinstance(c, passed)]
         return super().fit(**arguments)
+
+    def _own_callbacks(self) -> list:
+        """Callbacks `fit` adds unless one of the same class is passed: `StopOnNonFinite`."""
+        return [StopOnNonFinite()] if self.check_finite else []
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         """Keras', built from one replica's batch (works under several workers; see `_keras_compat`)."""

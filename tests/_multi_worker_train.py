@@ -49,6 +49,7 @@ KINDS = {
     "ContractiveAutoencoder": (baselines.ContractiveAutoencoder, 1),
     "VariationalAutoencoder": (lambda e, d: baselines.VariationalAutoencoder(e, d, seed=0), 2),
     "WassersteinAutoencoder": (lambda e, d: baselines.WassersteinAutoencoder(e, d, seed=0), 1),
+    "StructurePreservingAutoencoder": (baselines.StructurePreservingAutoencoder, 1),
 }
 
 

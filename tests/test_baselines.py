@@ -18,7 +18,10 @@ from keras_nrae.baselines import (
     encode_with_jacobian_norm,
     gaussian_kl,
     inverse_multiquadric_mmd,
+    relaxed_weight,
+    StructurePreservingAutoencoder,
     spectral_embedding,
+    structure_preserving_penalty,
     target_embedding,
 )
 from keras_nrae.graph import NeighborGraph
@@ -203,6 +206,62 @@ def test_bad_arguments_fail_early():
         Autoencoder(*mlp_autoencoder(SHAPE, 3, hidden=(8,))).compile("adam", loss="mse")
 
 
+# -- SPAE --------------------------------------------------------------------------
+
+
+def brute_force_spae(x, z, scaling, epsilon=1e-12):
+    """R1 / R2 by loops: log r_ij over j ≠ i, unbiased variances (as torch.var)."""
+    flat = x.reshape(len(x), -1)
+    rows = [
+        [np.log((np.linalg.norm(z[i] - z[j]) + epsilon) / (np.linalg.norm(flat[i] - flat[j]) + epsilon))
+         for j in range(len(x)) if j != i]
+        for i in range(len(x))
+    ]
+    if scaling == "point":
+        return np.mean([np.var(row, ddof=1) for row in rows])
+    return np.var(np.ravel(rows), ddof=1)
+
+
+@pytest.mark.parametrize("scaling", ["point", "global"])
+def test_spae_penalty_matches_brute_force(scaling):
+    rng = np.random.default_rng(13)
+    x, z = rng.normal(size=(7, *SHAPE)), rng.normal(size=(7, 2))
+    penalty = structure_preserving_penalty(tf.constant(x), tf.constant(z), scaling)
+    assert float(penalty) == pytest.approx(brute_force_spae(x, z, scaling), rel=1e-10)
+
+
+def test_spae_penalty_is_zero_for_scaled_distances_and_finite_on_duplicates():
+    rng = np.random.default_rng(14)
+    x = rng.normal(size=(6, 4))
+    z = 0.3 * x @ np.linalg.qr(rng.normal(size=(4, 4)))[0]  # rotated and scaled: d_Z = 0.3 d_X
+    for scaling in ("point", "global"):
+        assert float(structure_preserving_penalty(tf.constant(x), tf.constant(z), scaling)) == pytest.approx(0, abs=1e-12)
+    x[1], z[1] = x[0], z[0]  # a duplicate point, encoded to the same code
+    z = tf.Variable(z)
+    with tf.GradientTape() as tape:
+        penalty = structure_preserving_penalty(tf.constant(x), z)
+    assert np.isfinite(float(penalty)) and np.all(np.isfinite(tape.gradient(penalty, z).numpy()))
+    with pytest.raises(ValueError, match='"point" \\(R1\\) or "global"'):
+        structure_preserving_penalty(tf.constant(x), z, "local")
+
+
+def test_spae_loss_adds_the_weighted_penalty_and_survives_saving(tmp_path):
+    rng = np.random.default_rng(15)
+    w_enc, w_dec = rng.normal(size=(4, 2)), rng.normal(size=(2, 4))
+    model = StructurePreservingAutoencoder(*_linear_pair(w_enc, w_dec), weight=0.4, scaling="global")
+    x = rng.normal(size=(6, 4)).astype("float32")
+    z = x @ w_enc
+    expected = np.mean(np.sum((x - z @ w_dec) ** 2, 1)) + 0.4 * brute_force_spae(x, z, "global")
+    assert float(model._plain_loss(tf.constant(x))[0]) == pytest.approx(expected, rel=1e-4)
+    model.compile(keras.optimizers.Adam(1e-3))
+    model.fit(x, batch_size=6, epochs=1, verbose=0)
+    model.save(tmp_path / "spae.keras")
+    loaded = keras.saving.load_model(tmp_path / "spae.keras")
+    assert (loaded.weight, loaded.scaling, loaded.epsilon) == (0.4, "global", 1e-12)
+    with pytest.raises(ValueError, match="weight must be >= 0"):
+        StructurePreservingAutoencoder(*_linear_pair(w_enc, w_dec), weight=-1.0)
+
+
 # -- GRAE --------------------------------------------------------------------------
 
 
@@ -214,7 +273,39 @@ def test_grae_loss_matches_numpy_for_linear_maps():
     target = rng.normal(size=(6, 2)).astype("float32")
     z = x @ w_enc
     expected = np.mean(np.sum((x - z @ w_dec) ** 2, 1)) + 0.7 * np.mean(np.sum((z - target) ** 2, 1))
-    assert float(model._plain_loss(tf.constant(x), tf.constant(target))[0]) == pytest.approx(expected, rel=1e-5)
+    loss = model._training_loss(tf.constant(x), None, tf.constant(target))[0]
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+
+
+def test_relaxed_weight_is_the_authors_sigmoid():
+    # Their end_epoch(epoch), 1-based: lam = -lam0 e^{0.2 (epoch - E/2)} / (1 + e^{...}) + lam0.
+    lam0, epochs = 100.0, 200
+    for epoch in range(1, epochs):
+        a = np.exp((epoch - epochs / 2) * 0.2)
+        assert relaxed_weight(lam0, epoch, epochs) == pytest.approx(-lam0 * a / (1 + a) + lam0, rel=1e-12)
+    assert relaxed_weight(lam0, 0, epochs) == lam0
+    assert relaxed_weight(lam0, 100, epochs) == 50.0 and relaxed_weight(lam0, 150, epochs) < 1e-2
+
+
+def test_relax_schedule_sets_each_epoch_resumes_and_saves(tmp_path):
+    x = np.random.default_rng(11).uniform(size=(16, *SHAPE)).astype("float32")
+    target = np.random.default_rng(12).normal(size=(16, LATENT)).astype("float32")
+    model = GeometryRegularizedAutoencoder(*mlp_autoencoder(SHAPE, LATENT, hidden=(8,)), weight=3.0, relax_epochs=6)
+    model.compile(keras.optimizers.Adam(1e-3))
+    seen = []
+    record = keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: seen.append(float(model.regression_weight)))
+    model.fit(x, target, batch_size=8, epochs=3, verbose=0, callbacks=[record])
+    model.fit(x, target, batch_size=8, initial_epoch=3, epochs=6, verbose=0, callbacks=[record])  # resumed
+    assert seen == pytest.approx([relaxed_weight(3.0, e, 6) for e in range(6)], rel=1e-6)
+    # The step reads the variable: with λ = 0 the loss is the plain AE's.
+    model.regression_weight.assign(0.0)
+    plain = np.mean(np.sum((x - model(x).numpy()) ** 2, axis=(1, 2)))
+    assert float(model._training_loss(tf.constant(x), None, tf.constant(target))[0]) == pytest.approx(plain, rel=1e-5)
+    model.save(tmp_path / "relaxed.keras")
+    loaded = keras.saving.load_model(tmp_path / "relaxed.keras")
+    assert (loaded.weight, loaded.relax_epochs) == (3.0, 6)
+    with pytest.raises(ValueError, match="relax_epochs must be an integer >= 1"):
+        GeometryRegularizedAutoencoder(*mlp_autoencoder(SHAPE, LATENT, hidden=(8,)), relax_epochs=0)
 
 
 def test_spectral_embedding_matches_dense_eigendecomposition():

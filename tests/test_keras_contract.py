@@ -29,8 +29,10 @@ MODELS = {
     "VAE": functools.partial(baselines.VariationalAutoencoder, seed=0),
     "WAE": functools.partial(baselines.WassersteinAutoencoder, seed=0),
     "GRAE": baselines.GeometryRegularizedAutoencoder,
+    "GRAE-relax": functools.partial(baselines.GeometryRegularizedAutoencoder, relax_epochs=4),
+    "SPAE": baselines.StructurePreservingAutoencoder,
 }
-DETERMINISTIC = ("AE", "NRAE-L", "NRAE-Q", "CAE", "GRAE")
+DETERMINISTIC = ("AE", "NRAE-L", "NRAE-Q", "CAE", "GRAE", "GRAE-relax", "SPAE")
 
 
 class AddsLoss(keras.layers.Layer):

@@ -22,7 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT_S = 900  # a loaded 2-core machine; each worker needs ~20 s to import TensorFlow
 KINDS = [
     "Autoencoder", "NRAE-L", "NRAE-Q", "DenoisingAutoencoder", "ContractiveAutoencoder",
-    "VariationalAutoencoder", "WassersteinAutoencoder",
+    "VariationalAutoencoder", "WassersteinAutoencoder", "StructurePreservingAutoencoder",
 ]
 DETERMINISTIC = ["Autoencoder", "NRAE-L", "NRAE-Q", "ContractiveAutoencoder"]
 DIED = 17  # _multi_worker_train's exit status after --die-after-epoch

@@ -27,6 +27,7 @@ MODELS = {
     "ContractiveAutoencoder": baselines.ContractiveAutoencoder,
     "VariationalAutoencoder": lambda e, d: baselines.VariationalAutoencoder(e, d, seed=0),
     "WassersteinAutoencoder": lambda e, d: baselines.WassersteinAutoencoder(e, d, seed=0),
+    "StructurePreservingAutoencoder": baselines.StructurePreservingAutoencoder,
 }
 
 
