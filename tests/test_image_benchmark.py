@@ -10,6 +10,7 @@ import pytest
 
 from keras_nrae.paper import image_benchmark
 from keras_nrae.paper.image_benchmark import (
+    BenchmarkConfig,
     MODEL_NAMES,
     NraeSettings,
     markdown_table,
@@ -89,10 +90,10 @@ def test_markdown_table_mean_std_and_change_vs_ae():
     assert table[0] == "| model | d-S |"
     # AE: values 10 and 12 (×10⁻³): mean 11, sample std √2.
     assert table[2] == f"| AE | 11.000 ± {np.sqrt(2):.3f} |"
-    # NRAE-Q (lower validation MSE) is index 7: mean 18, +63.6 % vs 11.
-    assert MODEL_NAMES.index("NRAE-Q") == 7
-    assert table[-2] == f"| NRAE (best, on validation) | NRAE-Q: 18.000 ± {np.sqrt(2):.3f} |"
-    assert table[-1] == f"| NRAE (best) vs AE | {100 * (18 / 11 - 1):+.1f} % |"
+    # NRAE-Q (lower validation MSE) is index 8: mean 19, +72.7 % vs 11.
+    assert MODEL_NAMES.index("NRAE-Q") == 8
+    assert table[-2] == f"| NRAE (best, on validation) | NRAE-Q: 19.000 ± {np.sqrt(2):.3f} |"
+    assert table[-1] == f"| NRAE (best) vs AE | {100 * (19 / 11 - 1):+.1f} % |"
 
 
 def test_unknown_inputs_fail_clearly(tmp_path):
@@ -205,6 +206,47 @@ def test_selection_skips_diverged_settings(monkeypatch):
     assert sum("DIVERGED" in line for line in logs) == 3
 
 
+class _Scaling:
+    """A stand-in trained model: x -> factor · x (validation MSE (1 − factor)² · mean x²)."""
+
+    def __init__(self, factor):
+        self.factor, self.diverged = factor, not np.isfinite(factor)
+
+    def __call__(self, x, training=False):
+        return self.factor * np.asarray(x)
+
+
+def test_baseline_selection_takes_the_lowest_validation_mse(monkeypatch):
+    x = np.random.default_rng(3).uniform(size=(40, 6, 6, 1)).astype("float32")
+    config = dataclasses.replace(image_benchmark.SMOKE_CONFIG, grae_lam_grid=(0.1, 1.0, 10.0),
+                                 grae_relax_grid=(False, True))
+    # λ = 1 with relax reconstructs best; λ = 10 diverges.
+    factor = lambda s: np.nan if s["lam"] == 10.0 else 0.9 if (s["lam"], s["relax"]) == (1.0, True) else 0.5
+    seen = []
+    monkeypatch.setattr(image_benchmark, "grae_targets", lambda x, config: seen.append(len(x)))
+    monkeypatch.setattr(
+        image_benchmark, "train_baseline",
+        lambda name, x, config, seed, targets=None, chosen=None: seen.append(chosen) or _Scaling(factor(chosen)),
+    )
+    logs = []
+    best = image_benchmark.select_baseline("GRAE", x, config, logs.append)
+    _, x_val = image_benchmark.validation_split(x, config.validation_fraction)
+    assert best["settings"] == {"lam": 1.0, "relax": True}
+    assert best["validation_mse"] == pytest.approx(np.mean((0.1 * x_val) ** 2))
+    assert seen[0] == 36 and len(seen) == 1 + 6  # targets of the 36 fitting images, then the grid
+    assert sum("DIVERGED" in line for line in logs) == 2
+
+
+def test_baselines_get_the_chosen_weights_and_schedule():
+    config, shape = image_benchmark.SMOKE_CONFIG, (6, 6, 1)
+    grae = image_benchmark.build_baseline("GRAE", shape, config, 0, {"lam": 2.0, "relax": True})
+    assert grae.weight == 2.0 * 36 / config.latent_dim and grae.relax_epochs == config.epochs
+    assert image_benchmark.build_baseline("GRAE", shape, config, 0, {"lam": 2.0, "relax": False}).relax_epochs is None
+    spae = image_benchmark.build_baseline("SPAE", shape, config, 0, {"lam": 0.5})
+    assert spae.weight == 0.5 * 36 and spae.scaling == "point"
+    assert image_benchmark.baseline_grid("AE", config) == [] and len(image_benchmark.baseline_grid("GRAE", BenchmarkConfig())) == 10
+
+
 def test_markdown_table_reports_diverged_runs():
     rows = [
         dict(dataset="d", size="S", model=name, seed=seed, test_mse=0.01)
@@ -237,10 +279,11 @@ def test_colour_images_train_with_the_colour_settings(tmp_path, monkeypatch):
     config = dataclasses.replace(image_benchmark.SMOKE_CONFIG, colour=(("latent_dim", 3), ("epochs", 2)))
     image_benchmark.run([str(tmp_path / "grey.npz"), str(tmp_path / "colour.npz")], seeds=[0], config=config,
                         log=lambda line: None)
-    # Grey images are (N, 6, 6, 1): last axis 1; every model and NRAE selection run counted.
+    # Grey images are (N, 6, 6, 1): last axis 1; every model and selection run counted
+    # (NRAE: 2 orders; GRAE, SPAE: 1 setting each in the smoke grids).
     assert {t[2:] for t in trained if t[0] == 1} == {(2, 1)}
     assert {t[2:] for t in trained if t[0] == 3} == {(3, 2)}
-    assert len(trained) == 2 * (len(MODEL_NAMES) + 2)
+    assert len(trained) == 2 * (len(MODEL_NAMES) + 2 + 2)
 
 
 def test_command_line_options_hold_for_colour_images_too(monkeypatch):
