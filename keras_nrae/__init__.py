@@ -16,6 +16,7 @@ from keras_nrae import (  # noqa: E402
     metrics,
     taylor,
 )
+from keras_nrae._files import FileFormatError  # noqa: E402
 from keras_nrae.data import neighborhood_dataset  # noqa: E402
 from keras_nrae.export import export_saved_model  # noqa: E402
 from keras_nrae.graph import NeighborGraph  # noqa: E402
@@ -24,6 +25,7 @@ from keras_nrae.model import Autoencoder, NeighborhoodReconstructionModel  # noq
 
 __all__ = [
     "Autoencoder",
+    "FileFormatError",
     "NRAE",
     "NeighborGraph",
     "NeighborhoodReconstructionLoss",
