@@ -1,7 +1,9 @@
 """Every file keras_nrae reads fails clearly; every file it writes is replaced atomically."""
 
+import gzip
 import os
 import re
+import struct
 import zipfile
 from pathlib import Path
 
@@ -9,7 +11,7 @@ import numpy as np
 import pytest
 
 import keras_nrae
-from keras_nrae import FileFormatError
+from keras_nrae import FileFormatError, arrays, datasets
 from keras_nrae._files import atomic_open
 from keras_nrae.graph import FORMAT_VERSION, NeighborGraph
 
@@ -141,6 +143,104 @@ def test_interrupted_graph_save_keeps_the_previous_file(graph_path, data, monkey
         NeighborGraph.build(data[::-1].copy(), k=2, verbose=0).save(str(graph_path))
     assert graph_path.read_bytes() == before
     assert os.listdir(graph_path.parent) == ["graph.npz"]
+
+
+# .npy
+
+
+def test_load_npy_round_trip(tmp_path):
+    x = np.arange(12, dtype=np.uint8).reshape(4, 3)
+    np.save(tmp_path / "x.npy", x)
+    loaded = arrays.load_npy(str(tmp_path / "x.npy"))
+    assert isinstance(loaded, np.memmap)
+    np.testing.assert_array_equal(loaded, x)
+
+
+@pytest.mark.parametrize("mmap_mode", [None, "r"])
+def test_truncated_npy(tmp_path, mmap_mode):
+    path = tmp_path / "x.npy"
+    np.save(path, np.zeros((100, 8)))
+    truncate(path)
+    with raises(FileFormatError, path, "truncated or corrupt", "not a .npy file", "write_npy"):
+        arrays.load_npy(str(path), mmap_mode)
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty", "text", "npz"])
+def test_npy_that_is_not_one(tmp_path, kind):
+    path = tmp_path / "x.npy"
+    error, words = FileFormatError, []
+    if kind == "missing":
+        error, words = FileNotFoundError, ["No such file"]
+    elif kind == "empty":
+        path.touch()
+        words = ["is empty"]
+    elif kind == "text":
+        path.write_text("1 2 3\n")
+        words = ["truncated or corrupt", "not a .npy file", "no .npy header"]
+    else:
+        with open(path, "wb") as f:
+            np.savez(f, a=np.zeros(2))
+        words = ["is not a .npy file", "it is a zip archive"]
+    with raises(error, path, *words):
+        arrays.load_npy(str(path))
+
+
+def test_failed_write_npy_keeps_the_previous_file(tmp_path):
+    path = tmp_path / "x.npy"
+    np.save(path, np.ones((3, 2), np.uint8))
+    before = path.read_bytes()
+    batches = [np.zeros((2, 2), np.uint8), np.zeros((2, 5), np.uint8)]
+    with pytest.raises(ValueError, match="Batch of shape"):
+        arrays.write_npy(str(path), batches, num_rows=4)
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["x.npy"]
+
+
+# image .npz and IDX files (datasets)
+
+
+@pytest.mark.parametrize("kind", ["empty", "truncated", "other arrays", "npy"])
+def test_image_npz_that_does_not_load(tmp_path, kind):
+    path = tmp_path / "tiny.npz"
+    np.savez(path, x_train=np.zeros((40, 6, 6), np.uint8), x_test=np.zeros((4, 6, 6), np.uint8))
+    words = {
+        "empty": ["is empty"], "truncated": ["truncated or corrupt"],
+        "other arrays": ["is not an image .npz file", "['x_train'] but no 'x_test'"],
+        "npy": ["is a .npy array"],
+    }[kind]
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        truncate(path)
+    elif kind == "other arrays":
+        np.savez(path, x_train=np.zeros((4, 6, 6), np.uint8))
+    else:
+        with open(path, "wb") as f:
+            np.save(f, np.zeros((4, 6, 6), np.uint8))
+    with raises(FileFormatError, path, *words, "np.savez(path, x_train=..., x_test=...)"):
+        datasets.load_images(str(path), "test")
+
+
+def _idx(pixels: np.ndarray) -> bytes:
+    return bytes([0, 0, 0x08, pixels.ndim]) + struct.pack(f">{pixels.ndim}I", *pixels.shape) + pixels.tobytes()
+
+
+@pytest.mark.parametrize("name", ["images-idx3-ubyte", "images-idx3-ubyte.gz"])
+def test_truncated_idx(tmp_path, name):
+    path = tmp_path / name
+    raw = _idx(np.random.default_rng(0).integers(0, 256, (20, 5, 5), dtype=np.uint8))
+    path.write_bytes(gzip.compress(raw) if name.endswith(".gz") else raw)
+    truncate(path)
+    with raises(FileFormatError, path, "truncated or corrupt", "not an IDX file", "download it again"):
+        datasets.read_idx(path)
+
+
+def test_empty_and_missing_idx(tmp_path):
+    path = tmp_path / "images-idx3-ubyte.gz"
+    with raises(FileNotFoundError, path, "No such file"):
+        datasets.read_idx(path)
+    path.touch()
+    with raises(FileFormatError, path, "is empty"):
+        datasets.read_idx(path)
 
 
 # whole-file writes
