@@ -3,16 +3,20 @@
 import gzip
 import os
 import re
+import shutil
 import struct
 import zipfile
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
 import keras_nrae
-from keras_nrae import FileFormatError, arrays, datasets
-from keras_nrae._files import atomic_open
+from keras_nrae import FileFormatError, arrays, datasets, load_model, load_saved_model
+from keras_nrae._files import atomic_open, atomic_path
+from keras_nrae.architectures import mlp_autoencoder
+from keras_nrae.export import export_saved_model
 from keras_nrae.graph import FORMAT_VERSION, NeighborGraph
 
 
@@ -241,6 +245,129 @@ def test_empty_and_missing_idx(tmp_path):
     path.touch()
     with raises(FileFormatError, path, "is empty"):
         datasets.read_idx(path)
+
+
+# .keras files
+
+
+@pytest.fixture(scope="module")
+def model():
+    keras.utils.set_random_seed(0)
+    encoder, decoder = mlp_autoencoder((2, 3), 2, hidden=(4,))
+    return keras_nrae.NeighborhoodReconstructionModel(encoder, decoder)
+
+
+def test_load_model_round_trip(tmp_path, model):
+    model.save(tmp_path / "m.keras")
+    loaded = load_model(tmp_path / "m.keras")
+    x = np.random.default_rng(0).uniform(size=(3, 2, 3)).astype(np.float32)
+    np.testing.assert_allclose(loaded.decoder(loaded.encoder(x)), model.decoder(model.encoder(x)), atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty", "truncated", "text", "npz", "folder"])
+def test_keras_file_that_does_not_load(tmp_path, model, kind):
+    path = tmp_path / "m.keras"
+    error, words = FileFormatError, ["truncated or corrupt", "not a .keras model file"]
+    if kind == "missing":
+        error, words = FileNotFoundError, ["No such file"]
+    elif kind == "empty":
+        path.touch()
+        words = ["is empty"]
+    elif kind == "truncated":
+        model.save(path)
+        truncate(path)
+        words.append("not a readable zip archive")
+    elif kind == "text":
+        path.write_text("{}")
+    elif kind == "npz":
+        with open(path, "wb") as f:
+            np.savez(f, a=np.zeros(2))
+        words.append("config.json")
+    else:
+        path.mkdir()
+        words = ["it is a folder"]
+    with raises(error, path, *words, "model.save(path)"):
+        load_model(path)
+
+
+def test_failed_model_save_keeps_the_previous_file(tmp_path, model, monkeypatch):
+    path = tmp_path / "m.keras"
+    model.save(path)
+    before = path.read_bytes()
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(path) as temporary:
+            assert temporary.endswith(".keras") and Path(temporary).parent == tmp_path
+            model.save(temporary)
+            raise KeyboardInterrupt  # killed after writing, before the rename
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["m.keras"]
+
+
+# SavedModel folders
+
+
+def snapshot(folder: Path) -> dict:
+    """Every file under folder (relative path -> bytes)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory, model):
+    path = tmp_path_factory.mktemp("export") / "nrae"
+    export_saved_model(model, path)
+    return path
+
+
+def test_load_saved_model_round_trip(export, model):
+    x = np.random.default_rng(0).uniform(size=(3, 2, 3)).astype(np.float32)
+    loaded = load_saved_model(export)  # kept: its functions need its variables alive
+    np.testing.assert_allclose(loaded.reconstruct(x), model.decoder(model.encoder(x)), atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["missing", "file", "empty", "truncated graph", "truncated weights"])
+def test_saved_model_that_does_not_load(tmp_path, export, kind):
+    path = tmp_path / "nrae"
+    error, words = FileFormatError, ["truncated or corrupt", "not a SavedModel folder"]
+    if kind == "missing":
+        error, words = FileNotFoundError, ["No such folder"]
+    elif kind == "file":
+        path.write_bytes(b"model")
+        words = ["it is a file"]
+    elif kind == "empty":
+        path.mkdir()
+        words = ["is empty (no files)"]
+    else:
+        shutil.copytree(export, path)
+        truncate(path / "saved_model.pb" if kind == "truncated graph"
+                 else path / "variables" / "variables.data-00000-of-00001")
+    with raises(error, path, *words, "export_saved_model(model, path)"):
+        load_saved_model(path)
+
+
+def test_interrupted_export_keeps_the_previous_saved_model(tmp_path, model, monkeypatch):
+    path = tmp_path / "nrae"
+    export_saved_model(model, path)
+    before = snapshot(path)
+    archive = type(keras.export.ExportArchive())  # the backend's class
+    write_out = archive.write_out
+
+    def fail_after_writing(self, filepath, **kwargs):
+        write_out(self, filepath, **kwargs)
+        raise OSError("killed")
+
+    monkeypatch.setattr(archive, "write_out", fail_after_writing)
+    with pytest.raises(OSError, match="killed"):
+        export_saved_model(model, path)
+    assert snapshot(path) == before and os.listdir(tmp_path) == ["nrae"]
+    monkeypatch.undo()
+    export_saved_model(model, path)  # an export replaces an earlier one
+    assert os.listdir(tmp_path) == ["nrae"] and "reconstruct" in load_saved_model(path).signatures
+
+
+def test_export_refuses_to_replace_a_folder_that_is_not_a_saved_model(tmp_path, model):
+    (tmp_path / "notes.txt").write_text("keep me")
+    with raises(FileExistsError, tmp_path, "no SavedModel", "new folder"):
+        export_saved_model(model, tmp_path)
+    assert os.listdir(tmp_path) == ["notes.txt"]
 
 
 # whole-file writes
