@@ -1,6 +1,7 @@
 """Every file keras_nrae reads fails clearly; every file it writes is replaced atomically."""
 
 import gzip
+import json
 import os
 import re
 import shutil
@@ -18,6 +19,7 @@ from keras_nrae._files import atomic_open, atomic_path
 from keras_nrae.architectures import mlp_autoencoder
 from keras_nrae.export import export_saved_model
 from keras_nrae.graph import FORMAT_VERSION, NeighborGraph
+from keras_nrae.paper import image_benchmark
 
 
 def truncate(path: Path) -> None:
@@ -368,6 +370,57 @@ def test_export_refuses_to_replace_a_folder_that_is_not_a_saved_model(tmp_path, 
     with raises(FileExistsError, tmp_path, "no SavedModel", "new folder"):
         export_saved_model(model, tmp_path)
     assert os.listdir(tmp_path) == ["notes.txt"]
+
+
+# the benchmark harness's cells.jsonl
+
+
+def _cells(path: Path, *cells) -> image_benchmark.CellStore:
+    store = image_benchmark.CellStore(path, image_benchmark.SMOKE_CONFIG)
+    for key, value in cells:
+        store.put(key, value)
+    return store
+
+
+def test_torn_last_cell_is_cut_with_a_warning(tmp_path):
+    path = tmp_path / "cells.jsonl"
+    _cells(path, ("row/a", 1), ("row/b", 2))
+    complete = path.read_bytes()
+    path.write_bytes(complete + b'{"config": "Bench')  # killed while writing line 3
+    with pytest.warns(UserWarning, match=re.escape(f"{path}, line 3, is incomplete")):
+        store = _cells(path)
+    assert store.values == {"row/a": 1, "row/b": 2} and path.read_bytes() == complete
+    _cells(path, ("row/c", 3))
+    assert _cells(path).values == {"row/a": 1, "row/b": 2, "row/c": 3}
+
+
+@pytest.mark.parametrize("bad", [b"{not json", b"[1, 2]", b'{"key": "row/x"}', b"\xff\xfe"])
+def test_corrupt_cell_in_the_middle_names_file_and_line(tmp_path, bad):
+    path = tmp_path / "cells.jsonl"
+    _cells(path, ("row/a", 1), ("row/b", 2))
+    first, second, _ = path.read_bytes().split(b"\n")
+    path.write_bytes(b"\n".join([first, bad, second, b""]))
+    with raises(FileFormatError, path, "line 2, is not a benchmark cell", "delete that line"):
+        _cells(path)
+
+
+def test_cells_file_of_another_kind(tmp_path):
+    path = tmp_path / "cells.jsonl"
+    path.write_text("dataset,model,mse\nmnist,AE,0.01\n")
+    with raises(FileFormatError, path, "line 1, is not a benchmark cell"):
+        _cells(path)
+
+
+def test_empty_cells_file_is_no_cells(tmp_path):
+    (tmp_path / "cells.jsonl").touch()
+    assert _cells(tmp_path / "cells.jsonl").values == {}
+
+
+def test_appended_cells_are_whole_lines(tmp_path):
+    path = tmp_path / "cells.jsonl"
+    _cells(path, ("row/a", [1.5]), ("selection/b", {"k": 3}))
+    lines = path.read_text().splitlines(keepends=True)
+    assert len(lines) == 2 and all(line.endswith("\n") and json.loads(line) for line in lines)
 
 
 # whole-file writes
