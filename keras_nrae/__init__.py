@@ -16,14 +16,16 @@ from keras_nrae import (  # noqa: E402
     metrics,
     taylor,
 )
+from keras_nrae._files import FileFormatError  # noqa: E402
 from keras_nrae.data import neighborhood_dataset  # noqa: E402
-from keras_nrae.export import export_saved_model  # noqa: E402
+from keras_nrae.export import export_saved_model, load_model, load_saved_model  # noqa: E402
 from keras_nrae.graph import NeighborGraph  # noqa: E402
 from keras_nrae.losses import NeighborhoodReconstructionLoss  # noqa: E402
 from keras_nrae.model import Autoencoder, NeighborhoodReconstructionModel  # noqa: E402
 
 __all__ = [
     "Autoencoder",
+    "FileFormatError",
     "NRAE",
     "NeighborGraph",
     "NeighborhoodReconstructionLoss",
@@ -36,6 +38,8 @@ __all__ = [
     "distribute",
     "export_saved_model",
     "kernels",
+    "load_model",
+    "load_saved_model",
     "losses",
     "metrics",
     "neighborhood_dataset",

@@ -2,8 +2,8 @@
 
 A dataset x (N, ...) is any object with `len(x)` and `x[ids]` that returns the
 rows at a sorted int64 index array, or at a slice, as one array (len(ids),
-*shape[1:]): a NumPy array in memory or memory-mapped
-(`np.load(path, mmap_mode="r")`), an h5py dataset, or a tfds `data_source`
+*shape[1:]): a NumPy array in memory or memory-mapped (`load_npy(path)`,
+`np.load(path, mmap_mode="r")`), an h5py dataset, or a tfds `data_source`
 through `Feature(source, "image")`. Its `shape` and `dtype` attributes are
 used when present, else inferred from x[0]. Nothing here copies x whole: it
 is read in chunks or gathered by rows.
@@ -25,7 +25,10 @@ from typing import Iterator, Optional, Sequence, Tuple
 import keras
 import numpy as np
 
+from keras_nrae._files import FileKind, atomic_path, file_format
+
 _CHUNK_BYTES = 16 * 2**20
+_NPY_FILE = FileKind("a .npy file", "write it again, e.g. with keras_nrae.arrays.write_npy or np.save")
 _PROGRESS_MIN_POINTS = 10_000
 _CHECKSUM_DROPPED_BITS = 8
 
@@ -187,32 +190,51 @@ def write_npy(path: str, batches, num_rows: int, verbose: int = 1) -> np.ndarray
       verbose: 0 hides the progress bar.
 
     Only one batch is in memory at a time. Raises ValueError when the batches
-    change shape or dtype or do not add up to num_rows.
+    change shape or dtype or do not add up to num_rows. The file is written
+    under a temporary name and renamed onto path once complete, so a write
+    that fails keeps the file path held before.
     """
     if num_rows < 1:
         raise ValueError(f"num_rows must be positive, got {num_rows}.")
     out, filled = None, 0
     progbar = progress_bar(num_rows, verbose, f"writing {path}")
-    for batch in batches:
-        batch = np.asarray(batch)
-        if out is None:
-            out = np.lib.format.open_memmap(path, "w+", batch.dtype, (num_rows, *batch.shape[1:]))
-        if batch.shape[1:] != out.shape[1:] or batch.dtype != out.dtype:
-            raise ValueError(
-                f"Batch of shape {batch.shape} and dtype {batch.dtype} after rows of "
-                f"shape {out.shape[1:]} and dtype {out.dtype}."
-            )
-        if filled + len(batch) > num_rows:
-            raise ValueError(f"The batches hold more than num_rows={num_rows} rows.")
-        out[filled : filled + len(batch)] = batch
-        filled += len(batch)
-        if progbar is not None:
-            progbar.add(len(batch))
-    if filled != num_rows:
-        raise ValueError(f"The batches held {filled} rows, not num_rows={num_rows}.")
-    out.flush()
-    del out
-    return np.load(path, mmap_mode="r")
+    with atomic_path(path) as temporary:
+        for batch in batches:
+            batch = np.asarray(batch)
+            if out is None:
+                out = np.lib.format.open_memmap(temporary, "w+", batch.dtype, (num_rows, *batch.shape[1:]))
+            if batch.shape[1:] != out.shape[1:] or batch.dtype != out.dtype:
+                raise ValueError(
+                    f"Batch of shape {batch.shape} and dtype {batch.dtype} after rows of "
+                    f"shape {out.shape[1:]} and dtype {out.dtype}."
+                )
+            if filled + len(batch) > num_rows:
+                raise ValueError(f"The batches hold more than num_rows={num_rows} rows.")
+            out[filled : filled + len(batch)] = batch
+            filled += len(batch)
+            if progbar is not None:
+                progbar.add(len(batch))
+        if filled != num_rows:
+            raise ValueError(f"The batches held {filled} rows, not num_rows={num_rows}.")
+        out.flush()
+        del out
+    return load_npy(path)
+
+
+def load_npy(path: str, mmap_mode: Optional[str] = "r") -> np.ndarray:
+    """The array in the .npy file at path, memory-mapped with mmap_mode (None reads it into memory).
+
+    Raises FileNotFoundError when path does not exist and
+    `keras_nrae.FileFormatError` when it is empty, truncated, corrupt or not
+    a .npy file.
+    """
+    with _NPY_FILE.reading(path):
+        found = file_format(path)
+        if found == "zip":
+            raise _NPY_FILE.error(path, "it is a zip archive, e.g. an .npz file of several arrays")
+        if found != "npy":
+            raise _NPY_FILE.unreadable(path, "no .npy header")
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
 
 
 def gather_plan(ids: Sequence[int]) -> Tuple[np.ndarray, np.ndarray]:

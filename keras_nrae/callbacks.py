@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_nrae._checks import integer_at_least
+from keras_nrae._files import atomic_open
 
 _INSTALL_HINT = (
     "needs matplotlib, which is not installed. Install it with "
@@ -69,7 +70,7 @@ class _PeriodicImage(keras.callbacks.Callback):
         png = self._png()
         if self.out_dir is not None:
             os.makedirs(self.out_dir, exist_ok=True)
-            with open(os.path.join(self.out_dir, f"{self.name}_epoch{step:04d}.png"), "wb") as f:
+            with atomic_open(os.path.join(self.out_dir, f"{self.name}_epoch{step:04d}.png"), "wb") as f:
                 f.write(png)
         if self.tensorboard_dir is not None:
             if self._writer is None:

@@ -12,10 +12,9 @@ import dataclasses
 import json
 import os
 import sys
-import zipfile
 from typing import Optional, Sequence
 
-_DATA_ERRORS = (FileNotFoundError, ValueError, OSError, zipfile.BadZipFile)
+_DATA_ERRORS = (FileNotFoundError, ValueError, OSError)
 _MODELS = {"ae": "AE", "nrae-l": "NRAE-L", "nrae-q": "NRAE-Q"}
 
 
@@ -46,8 +45,9 @@ def _load(dataset: str, split: str):
 
 
 def _train(args: argparse.Namespace) -> int:
-    from keras_nrae.paper import experiments
+    from keras_nrae._files import atomic_open, atomic_path
     from keras_nrae.export import export_saved_model
+    from keras_nrae.paper import experiments
     from keras_nrae.metrics import reconstruction_mse
 
     x_train = _load(args.dataset, "train")[: args.limit]
@@ -70,7 +70,8 @@ def _train(args: argparse.Namespace) -> int:
     model = experiments.train_model(x_train, variant, settings, args.seed, args.verbose)
     test_mse = reconstruction_mse(model, x_test)
     os.makedirs(args.out, exist_ok=True)
-    model.save(os.path.join(args.out, "model.keras"))
+    with atomic_path(os.path.join(args.out, "model.keras")) as temporary:
+        model.save(temporary)
     export_saved_model(model, os.path.join(args.out, "saved_model"))
     summary = {
         "dataset": args.dataset,
@@ -79,7 +80,7 @@ def _train(args: argparse.Namespace) -> int:
         "test_reconstruction_mse": test_mse,
         "settings": dataclasses.asdict(settings),
     }
-    with open(os.path.join(args.out, "train.json"), "w") as f:
+    with atomic_open(os.path.join(args.out, "train.json")) as f:
         json.dump(summary, f, indent=2)
     print(f"{variant} on {args.dataset}: per-pixel test MSE {test_mse:.5f}")
     print(f"Wrote {args.out}/model.keras, {args.out}/saved_model/ and {args.out}/train.json")

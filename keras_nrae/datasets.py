@@ -27,16 +27,24 @@ Other names are returned as they are.
 
 import dataclasses
 import gzip
+import math
 import os
 from pathlib import Path
 from typing import Iterable, List, Optional, Tuple
 
 import numpy as np
 
+from keras_nrae._files import FileKind, open_npz
+
 DATA_ENV_VAR = "KERAS_NRAE_DATA"
 _IDX_PREFIX = {"train": "train", "test": "t10k"}
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _CHUNK = 1000  # images converted at a time
+_IDX_FILE = FileKind("an IDX file", "replace it with a complete copy (download it again)")
+_IMAGES_NPZ = FileKind(
+    "an image .npz file",
+    "write one with np.savez(path, x_train=..., x_test=...) of uint8 images (N, H, W[, C])",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,15 +70,25 @@ IMAGE_FORMATS = {
 
 
 def read_idx(path) -> np.ndarray:
-    """The array in an IDX file (optionally gzip-compressed), e.g. MNIST's."""
+    """The array in an IDX file (optionally gzip-compressed), e.g. MNIST's.
+
+    Raises FileNotFoundError when path does not exist and
+    `keras_nrae.FileFormatError` when it is empty, truncated, corrupt or not
+    an IDX file.
+    """
     opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rb") as f:
-        raw = f.read()
-    if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] not in _IDX_DTYPES:
-        raise ValueError(f"{path} is not an IDX file (bad magic number {raw[:4]!r}).")
-    ndim = raw[3]
-    shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, offset=4))
-    return np.frombuffer(raw, _IDX_DTYPES[raw[2]], offset=4 + 4 * ndim).reshape(shape)
+    with _IDX_FILE.reading(path):
+        with opener(path, "rb") as f:
+            raw = f.read()
+        if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] not in _IDX_DTYPES:
+            raise _IDX_FILE.error(path, f"bad magic number {raw[:4]!r}")
+        shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", raw[3], offset=4))
+        values = np.frombuffer(raw, _IDX_DTYPES[raw[2]], offset=4 + 4 * raw[3])
+    if values.size != math.prod(shape):
+        raise _IDX_FILE.unreadable(
+            path, f"its header gives shape {shape}, {math.prod(shape)} values, but it holds {values.size}"
+        )
+    return values.reshape(shape)
 
 
 def _as_images(pixels: np.ndarray) -> np.ndarray:
@@ -148,8 +166,10 @@ def _load_local(name: str, split: str, folder: Path) -> Optional[np.ndarray]:
         npz = folder / f"{name}.npz"
     if not npz.is_file():
         return None
-    with np.load(npz, allow_pickle=False) as f:
-        return _convert(name, _chunks(f[f"x_{split}"]))
+    key = f"x_{split}"
+    with _IMAGES_NPZ.reading(npz), open_npz(npz, _IMAGES_NPZ, [key]) as f:
+        pixels = f[key]
+    return _convert(name, _chunks(pixels))
 
 
 

@@ -32,14 +32,22 @@ from typing import Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
+from keras_nrae._files import FileFormatError, FileKind, atomic_open, open_npz
 from keras_nrae.arrays import Rows, progress_bar, row_checksums, to_float
 
 AUTO_EXACT_MAX_POINTS = 10_000
+FORMAT_VERSION = 1  # of the .npz files `NeighborGraph.save` writes
 METHODS = ("auto", "exact", "scann")
 METRICS = ("euclidean", "cosine")
 _BLOCK_BYTES = 16 * 2**20
 _FINGERPRINT_ROWS = 64
 _MEMORY_MAPPED = ("indices", "distances", "checksums")
+_REQUIRED = ("indices", "distances", "method", "metric", "fingerprint")  # in a saved graph
+_SAVED = (*_REQUIRED, "checksums")  # the constructor's arguments
+_GRAPH_FILE = FileKind(
+    "a NeighborGraph file",
+    "build the graph with NeighborGraph.build(x, k) and save it with graph.save(path)",
+)
 # ScaNN: partition into ~sqrt(N) leaves and search 1/8 of them (at most 40)
 # from this many points on; quantise (4 dims per 4-bit code) from this dimension on.
 _SCANN_TREE_MIN_POINTS = 2_000
@@ -381,12 +389,17 @@ class NeighborGraph:
             )
 
     def save(self, path: str) -> None:
-        """Write the graph to one uncompressed .npz file at path (memory-mappable by `load`)."""
+        """Write the graph to one uncompressed .npz file at path (memory-mappable by `load`).
+
+        The file is written under a temporary name and renamed onto path
+        once complete, so a save that fails keeps the file path held before.
+        """
         arrays = dict(indices=self.indices, distances=self.distances, method=self.method,
-                      metric=self.metric, fingerprint=self.fingerprint)
+                      metric=self.metric, fingerprint=self.fingerprint,
+                      format_version=np.int64(FORMAT_VERSION))
         if self.checksums is not None:
             arrays["checksums"] = self.checksums
-        with open(path, "wb") as f:
+        with atomic_open(path, "wb") as f:
             np.savez(f, **arrays)
 
     @classmethod
@@ -395,12 +408,25 @@ class NeighborGraph:
 
         mmap_mode="r" memory-maps indices, distances and checksums from the
         file instead of reading them (as `np.load` does for .npy files).
+        A file without a format version (saved before keras-nrae recorded one)
+        is read as version 1, the same layout. Raises FileNotFoundError when
+        path does not exist, `keras_nrae.FileFormatError` when it is empty,
+        truncated, corrupt, not a graph file or a graph of another
+        `FORMAT_VERSION`, and ValueError when x is not the graph's data.
         """
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {key: f[key] for key in f.files if not (mmap_mode and key in _MEMORY_MAPPED)}
-        if mmap_mode:
-            arrays.update(_memory_map_npz(path, _MEMORY_MAPPED, mmap_mode))
-        graph = cls(**arrays)
+        with _GRAPH_FILE.reading(path), open_npz(path, _GRAPH_FILE, _REQUIRED) as f:
+            version = f["format_version"].item() if "format_version" in f.files else FORMAT_VERSION
+            if version != FORMAT_VERSION:
+                raise FileFormatError(
+                    f"{path} is a NeighborGraph file of format version {version!r}, but this "
+                    f"keras-nrae reads version {FORMAT_VERSION}: load it with the keras-nrae "
+                    f"that saved it, or {_GRAPH_FILE.fix}."
+                )
+            arrays = {key: f[key] for key in _SAVED
+                      if key in f.files and not (mmap_mode and key in _MEMORY_MAPPED)}
+            if mmap_mode:
+                arrays.update(_memory_map_npz(path, _MEMORY_MAPPED, mmap_mode))
+            graph = cls(**arrays)
         if x is not None:
             graph.check_data(x)
         return graph
@@ -415,7 +441,10 @@ def _memory_map_npz(path: str, keys, mode: str) -> dict:
             if key not in keys:
                 continue
             if info.compress_type != zipfile.ZIP_STORED:
-                raise ValueError(f"{path}: {info.filename} is compressed; it cannot be memory-mapped.")
+                raise FileFormatError(
+                    f"{path}: {info.filename} is compressed, so it cannot be memory-mapped: "
+                    f"load it without mmap_mode, or save the graph again with graph.save(path)."
+                )
             raw.seek(info.header_offset + 26)  # zip local header: name and extra lengths
             name_length, extra_length = struct.unpack("<HH", raw.read(4))
             raw.seek(info.header_offset + 30 + name_length + extra_length)

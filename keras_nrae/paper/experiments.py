@@ -29,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_nrae import kernels
+from keras_nrae._files import atomic_open
 from keras_nrae.paper import toy
 from keras_nrae.architectures import mlp_autoencoder
 from keras_nrae.callbacks import _png_bytes, _require_matplotlib
@@ -267,10 +268,10 @@ def image_strip(images: np.ndarray, t: np.ndarray, steps: int = 16) -> np.ndarra
 def write_results(out_dir: str, metrics: dict, figures: Dict[str, object]) -> None:
     """out_dir/metrics.json and out_dir/<name>.png for each matplotlib figure."""
     os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "metrics.json"), "w") as f:
+    with atomic_open(os.path.join(out_dir, "metrics.json")) as f:
         json.dump(metrics, f, indent=2)
     for name, figure in figures.items():
-        with open(os.path.join(out_dir, f"{name}.png"), "wb") as f:
+        with atomic_open(os.path.join(out_dir, f"{name}.png"), "wb") as f:
             f.write(_png_bytes(figure))
 
 

@@ -42,7 +42,9 @@ import functools
 import importlib.util
 import itertools
 import json
+import os
 import time
+import warnings
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -50,6 +52,7 @@ import keras
 import numpy as np
 
 from keras_nrae import kernels
+from keras_nrae._files import FileFormatError, atomic_open
 from keras_nrae.architectures import conv_autoencoder, mlp_autoencoder
 from keras_nrae.baselines import (
     Autoencoder,
@@ -423,14 +426,17 @@ class CellStore:
     an NRAE selection ("selection/<dataset>/<size>"), a baseline's
     ("selection/<dataset>/<size>/<model>") or a row
     ("row/<dataset>/<size>/<model>/<seed>"). Lines written under another
-    config are ignored; path None keeps nothing.
+    config are ignored; path None keeps nothing. Each cell is appended as
+    one line and flushed to disk. A last line without its newline (a run
+    killed while writing it) is cut from the file with a warning, and its
+    cell computed again; any other line that is not a cell raises
+    `keras_nrae.FileFormatError` naming the file and the line.
     """
 
     def __init__(self, path: Optional[Path], config: BenchmarkConfig):
         self.path, self.config, self.values = path, repr(config), {}
         if path is not None and path.is_file():
-            for line in path.read_text().splitlines():
-                entry = json.loads(line)
+            for entry in _read_cells(path):
                 if entry["config"] == self.config:
                     self.values[entry["key"]] = entry["value"]
 
@@ -442,6 +448,31 @@ class CellStore:
         if self.path is not None:
             with open(self.path, "a") as f:
                 f.write(json.dumps({"config": self.config, "key": key, "value": value}) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+
+
+def _read_cells(path: Path) -> List[dict]:
+    """The cells in the lines of path, a `CellStore` file; a torn last line is cut from it."""
+    data = path.read_bytes()
+    *lines, torn = data.split(b"\n")
+    if torn:
+        warnings.warn(
+            f"{path}, line {len(lines) + 1}, is incomplete (a run was killed while writing it): "
+            f"cut from the file, so its cell is computed again.", stacklevel=3,
+        )
+        os.truncate(path, len(data) - len(torn))
+    cells = []
+    for number, line in enumerate(lines, 1):
+        try:
+            entry = json.loads(line)
+            cells.append({field: entry[field] for field in ("config", "key", "value")})
+        except (KeyError, TypeError, ValueError) as error:
+            raise FileFormatError(
+                f"{path}, line {number}, is not a benchmark cell ({type(error).__name__}: {error}): "
+                f"delete that line (its cell is computed again) or the file (every cell is)."
+            ) from error
+    return cells
 
 
 def _baseline_selection(name, x_train, dataset, size, config, log, store: CellStore) -> Optional[dict]:
@@ -591,7 +622,7 @@ def markdown_table(rows: List[dict], chosen: Dict[str, Dict[int, NraeSettings]])
 
 
 def write_csv(rows: List[dict], path: Path) -> None:
-    with open(path, "w", newline="") as f:
+    with atomic_open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
@@ -641,7 +672,8 @@ def run(
     if out_dir is not None:
         out = Path(out_dir)
         write_csv(rows, out / "image_benchmark.csv")
-        (out / "image_benchmark.md").write_text(report)
+        with atomic_open(out / "image_benchmark.md") as f:
+            f.write(report)
     return rows, report
 
 
