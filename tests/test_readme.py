@@ -64,3 +64,18 @@ def test_large_dataset_path_runs(tmp_path, monkeypatch):
     x = namespace["x"]
     assert isinstance(x, np.memmap) and x.shape == (40, 64, 64, 3) and x.dtype == np.uint8
     assert (tmp_path / "photos-graph.npz").exists()
+
+
+def test_grae_block_runs():
+    import importlib.util
+
+    from keras_nrae.architectures import mlp_autoencoder
+
+    shrink = {"batch_size=100, epochs=100)": "batch_size=100, epochs=1, verbose=0)", "weight=100 * 784 / 10": "weight=100 * 16 / 10"}
+    if importlib.util.find_spec("phate") is None:  # the `grae` extra is optional
+        shrink['method="phate"'] = 'method="spectral"'
+    encoder, decoder = mlp_autoencoder((16,), 10, hidden=(8,))
+    x_train = np.random.default_rng(0).uniform(size=(60, 16)).astype("float32")
+    namespace = {"encoder": encoder, "decoder": decoder, "x_train": x_train}
+    exec(compile(shrunk(python_block("#### GRAE and SPAE"), shrink), "README.md", "exec"), namespace)
+    assert namespace["targets"].shape == (60, 10) and namespace["grae"].relax_epochs == 100
