@@ -255,7 +255,7 @@ class Autoencoder(keras.Model):
         if self.check_finite:
             # Scaled gradients overflow by design under loss scaling, which skips those steps.
             scaled_away = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
-            self.non_finite_counts.update_state(loss, [] if scaled_away else gradients, variables)
+            self.non_finite_counts.update_state(loss, [] if scaled_away else gradients)
         return self._update_metrics(x, x_hat, loss)
 
     def test_step(self, data):
