@@ -11,6 +11,7 @@ from keras_nrae import (  # noqa: E402
     callbacks,
     datasets,
     distribute,
+    finite,
     kernels,
     losses,
     metrics,
@@ -19,6 +20,7 @@ from keras_nrae import (  # noqa: E402
 from keras_nrae._files import FileFormatError  # noqa: E402
 from keras_nrae.data import neighborhood_dataset  # noqa: E402
 from keras_nrae.export import export_saved_model, load_model, load_saved_model  # noqa: E402
+from keras_nrae.finite import NonFiniteError  # noqa: E402
 from keras_nrae.graph import NeighborGraph  # noqa: E402
 from keras_nrae.losses import NeighborhoodReconstructionLoss  # noqa: E402
 from keras_nrae.model import Autoencoder, NeighborhoodReconstructionModel  # noqa: E402
@@ -30,6 +32,7 @@ __all__ = [
     "NeighborGraph",
     "NeighborhoodReconstructionLoss",
     "NeighborhoodReconstructionModel",
+    "NonFiniteError",
     "architectures",
     "baselines",
     "arrays",
@@ -37,6 +40,7 @@ __all__ = [
     "datasets",
     "distribute",
     "export_saved_model",
+    "finite",
     "kernels",
     "load_model",
     "load_saved_model",

@@ -24,6 +24,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+__all__ = ["NonFiniteCounts", "NonFiniteError", "StopOnNonFinite"]
+
 _KINDS = ("the loss", "a gradient")
 
 
