@@ -200,7 +200,8 @@ def load_images(name: str, split: str = "train", data_dir: Optional[str] = None)
         return _load_tfds(name, split, data_dir, download=False)
     except Exception as error:  # tfds missing, or no prepared data: fall through.
         tried.append(f"tfds.load({name!r}, download=False): {type(error).__name__}")
-    for folder in _folders(name, data_dir):
+    folders = _folders(name, data_dir)
+    for folder in folders:
         images = _load_local(name, split, folder)
         if images is not None:
             return images
@@ -210,8 +211,12 @@ def load_images(name: str, split: str = "train", data_dir: Optional[str] = None)
     except Exception as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
         tried.append(f"tfds.load({name!r}, download=True): {type(error).__name__}: {reason}")
+    hint = (
+        "in one of the folders tried, pass data_dir=, or set " + DATA_ENV_VAR if folders
+        else f"in a folder and pass data_dir= or set {DATA_ENV_VAR} to it (neither is set, "
+        "so no folder was searched)"
+    )
     raise FileNotFoundError(
         f"Could not load {name!r} ({split}). Tried:\n  " + "\n  ".join(tried)
-        + f"\nPut IDX .gz files or {name}.npz in one of these folders, pass "
-        f"data_dir=, or set {DATA_ENV_VAR}."
+        + f"\nPut IDX .gz files or {name}.npz {hint}."
     )

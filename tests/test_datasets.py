@@ -64,6 +64,12 @@ def test_offline_failure_lists_the_paths_tried(tmp_path, no_tfds):
     assert datasets.DATA_ENV_VAR in message
 
 
+
+def test_offline_failure_says_no_folder_was_searched(monkeypatch, no_tfds):
+    monkeypatch.delenv(datasets.DATA_ENV_VAR, raising=False)
+    with pytest.raises(FileNotFoundError, match="neither is set, so no folder was searched"):
+        datasets.load_images("nothing_here", "train")
+
 def test_bad_split_and_bad_idx(tmp_path):
     with pytest.raises(ValueError, match="split must be one of"):
         datasets.load_images("mnist", "validation")

@@ -681,7 +681,7 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     parser = argparse.ArgumentParser(
         prog="image_benchmark",
         description="Table 1 of the NRAE paper: per-pixel test reconstruction MSE of "
-        "AE, DAE, CAE, VAE, WAE, GRAE, NRAE-L and NRAE-Q.",
+        "AE, DAE, CAE, VAE, WAE, GRAE, SPAE, NRAE-L and NRAE-Q.",
     )
     parser.add_argument("datasets", nargs="+", help="load_images names (mnist, fashion_mnist, ...) or .npz paths with uint8 x_train/x_test")
     parser.add_argument("--sizes", nargs="+", default=["S"], choices=["S", "L"], help="S = small_size training images, L = all (default: S)")
