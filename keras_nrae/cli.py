@@ -14,6 +14,8 @@ import os
 import sys
 from typing import Optional, Sequence
 
+from keras_nrae._version import __version__
+
 _DATA_ERRORS = (FileNotFoundError, ValueError, OSError)
 _MODELS = {"ae": "AE", "nrae-l": "NRAE-L", "nrae-q": "NRAE-Q"}
 
@@ -114,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep TensorFlow's start-up log (CUDA, oneDNN notices), which is off unless "
         "TF_CPP_MIN_LOG_LEVEL is set; each command's own --verbose sets its progress bars",
     )
+    parser.add_argument("--version", action="version", version=f"keras-nrae {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser(

@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +21,22 @@ def test_help_lists_the_three_commands(capsys):
     for command in ("demo", "train", "benchmark"):
         assert command in out
 
+
+
+def test_version_is_the_package_version_and_the_installed_metadata(capsys):
+    import importlib.metadata
+    import tomllib
+
+    import keras_nrae
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"keras-nrae {keras_nrae.__version__}"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", keras_nrae.__version__)
+    assert importlib.metadata.version("keras-nrae") == keras_nrae.__version__
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    assert "version" not in project and project["dynamic"] == ["version"]  # defined once, in _version.py
 
 def test_unknown_command_and_bad_options_are_refused(capsys):
     for argv in (["fly"], ["demo", "--epochs", "0"], ["train", "--dataset", "mnist"], ["demo", "--colour"]):

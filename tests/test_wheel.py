@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from keras_nrae._version import __version__
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -24,6 +26,7 @@ def wheel(tmp_path_factory) -> Path:
 
 
 def test_wheel_holds_the_package_and_paper_but_no_tests_or_benchmarks(wheel):
+    assert wheel.name.startswith(f"keras_nrae-{__version__}-")
     names = zipfile.ZipFile(wheel).namelist()
     assert "keras_nrae/__init__.py" in names and "keras_nrae_cli.py" in names
     assert {f"keras_nrae/paper/{m}.py" for m in ("__init__", "experiments", "image_benchmark", "toy")} <= set(names)
