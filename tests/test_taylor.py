@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_nrae.taylor import layer_chain, taylor_terms
+from keras_nrae.losses import neighborhood_reconstruction_loss
+from keras_nrae.taylor import layer_chain, taylor_expansion, taylor_terms
 from keras_nrae.taylor.activations import DERIVATIVES, derivatives
 from tests._reference import with_random_biases
 from tests._numerics import assert_close
@@ -248,3 +249,86 @@ def test_closed_form_activation_derivatives_match_central_differences(activation
     np.testing.assert_allclose(curvature, (plus - 2 * value + minus) / h**2, rtol=1e-5, atol=1e-6)
     assert derivatives(activation, a, order=1)[2] is not None  # closed forms give both
 
+
+# -- method= -----------------------------------------------------------------------------
+
+
+def float32_decoder():
+    keras.utils.set_random_seed(0)
+    return with_random_biases(keras.Sequential([
+        keras.Input((D,)), keras.layers.Dense(8, activation="elu"), keras.layers.Dense(5),
+    ]))
+
+
+def float32_codes():
+    return tf.random.stateless_normal((B, D), seed=(1, 2)), tf.random.stateless_normal((B, M, D), seed=(3, 4))
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_methods_agree_on_a_dense_elu_decoder(order):
+    decoder = float32_decoder()
+    z, dz = float32_codes()
+    expected = taylor_terms(decoder, z, dz, order, method="layerwise")
+    for method in ("auto", "vectorized", "repeated"):
+        for actual, wanted in zip(taylor_terms(decoder, z, dz, order, method=method), expected):
+            if order == 1 and wanted is None:
+                assert actual is None, method
+            else:
+                assert_close(actual, wanted)
+
+
+def test_unknown_method_lists_the_valid_ones():
+    z, dz = float32_codes()
+    with pytest.raises(ValueError, match="'auto', 'layerwise', 'vectorized', 'repeated'; got 'pfor'"):
+        taylor_terms(float32_decoder(), z, dz, method="pfor")
+
+
+@pytest.mark.parametrize("vectorize, method", [(True, "auto"), (False, "repeated")])
+def test_vectorize_is_deprecated_and_means_its_method(vectorize, method):
+    decoder = float32_decoder()
+    z, dz = float32_codes()
+    expected = taylor_terms(decoder, z, dz, order=2, method=method)
+    calls = [
+        lambda: taylor_terms(decoder, z, dz, order=2, vectorize=vectorize),
+        lambda: taylor_terms(decoder, z, dz, 2, vectorize),  # the old positional argument
+    ]
+    for call in calls:
+        with pytest.warns(DeprecationWarning, match=f"use method={method!r}"):
+            actual = call()
+        for a, b in zip(actual, expected):
+            assert_close(a, b, rtol=1e-6)
+    z_neighbors = z[:, None] + dz
+    x_neighbors = tf.random.stateless_normal((B, M, 5), seed=(5, 6))
+    loss = lambda **kwargs: neighborhood_reconstruction_loss(decoder, z, z_neighbors, x_neighbors, order=2, **kwargs)
+    with pytest.warns(DeprecationWarning, match="vectorize= is deprecated"):
+        deprecated = loss(vectorize=vectorize)
+    assert_close(deprecated, loss(method=method), rtol=1e-6)
+
+
+def test_method_and_vectorize_together_are_refused():
+    z, dz = float32_codes()
+    with pytest.raises(ValueError, match="method= only"):
+        taylor_terms(float32_decoder(), z, dz, method="vectorized", vectorize=True)
+
+
+@pytest.mark.parametrize("make_fn, named", [
+    (lambda decoder: (lambda v: decoder(v)), "function '<lambda>' is not a keras.Model"),
+    (lambda decoder: keras.layers.Lambda(decoder, name="wrapper"), "Lambda 'wrapper' is not a keras.Model"),
+    (lambda decoder: keras.Sequential([keras.Input((D,)), keras.layers.Lambda(decoder, name="inner")]),
+     r"layer 'inner' \(Lambda\) has no exact Taylor rule"),
+    (lambda decoder: subclassed_layer_decoder(), r"layer '\w+' \(ShiftedDense\) overrides Dense.call"),
+], ids=["function", "Lambda", "Lambda inside", "overridden call"])
+def test_layerwise_method_names_what_is_not_a_chain(make_fn, named):
+    z, dz = float32_codes()
+    with pytest.raises(ValueError, match=f"method='layerwise' needs a decoder that is a chain of layers.*; {named}"):
+        taylor_terms(make_fn(float32_decoder()), z, dz, method="layerwise")
+
+
+def test_output_activation_split_needs_a_layerwise_method():
+    decoder = float32_decoder()
+    z, dz = float32_codes()
+    with pytest.raises(ValueError, match="needs method 'auto' or 'layerwise', got 'repeated'"):
+        taylor_expansion(decoder, z, dz, method="repeated", expand_output_activation=False)
+    expected = taylor_expansion(decoder, z, dz, expand_output_activation=False)
+    for actual, wanted in zip(taylor_expansion(decoder, z, dz, method="layerwise", expand_output_activation=False), expected):
+        assert_close(actual, wanted, rtol=1e-6)
