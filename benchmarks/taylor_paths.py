@@ -1,12 +1,14 @@
-"""The three Taylor-term paths of `keras_nrae.taylor`, with and without XLA.
+"""The three Taylor-term methods of `keras_nrae.taylor`, with and without XLA.
 
 Times loss + decoder gradient of Σ‖x − (f(z) + J t [+ ½ tᵀH t])‖² for the
 step_time decoder (16 → 512 → 512 → 512 → 784, ELU, sigmoid output), B = 128
 centres, M = 4 tangents, float32, through
 
-  layerwise   path 1: the jet pushed layer by layer (Sequential decoders)
-  vectorized  path 2: a ForwardAccumulator inside tf.vectorized_map over M
-  repeated    path 3: the primal repeated M times, one accumulator over B·M rows
+  layerwise   the terms pushed layer by layer (Sequential decoders)
+  vectorized  a ForwardAccumulator inside tf.vectorized_map over M
+  repeated    the primal repeated M times, one accumulator over B·M rows
+
+each chosen with `taylor_terms(..., method=...)`.
 
 Prints the median ms of `--steps` interleaved calls per row and each row's
 ratio to the layer-wise row without XLA.
@@ -24,23 +26,19 @@ if __name__ == "__main__":
 
 import tensorflow as tf
 
-from keras_nrae import taylor
+from keras_nrae.taylor import taylor_terms
 from keras_nrae.architectures import mlp_autoencoder
 
 B, M, LATENT, SHAPE = 128, 4, 16, (784,)
-PATHS = {
-    "layerwise": lambda decoder, z, t, order: taylor._layerwise(taylor._layer_chain(decoder), z, t, order, training=True),
-    "vectorized": lambda decoder, z, t, order: taylor._vectorized(decoder, z, t, order),
-    "repeated": lambda decoder, z, t, order: taylor._repeated(decoder, z, t, order),
-}
+METHODS = ("layerwise", "vectorized", "repeated")
 
 
-def loss_and_gradient(path, decoder, z, tangents, targets, order, jit_compile):
+def loss_and_gradient(method, decoder, z, tangents, targets, order, jit_compile):
     """A tf.function: the squared error of the Taylor expansion and its decoder gradient."""
 
     def step():
         with tf.GradientTape() as tape:
-            value, first, second = path(decoder, z, tangents, order)
+            value, first, second = taylor_terms(decoder, z, tangents, order, method, training=True)
             expansion = value[:, None] + first + (0.0 if second is None else 0.5 * second)
             loss = tf.reduce_sum(tf.square(targets - expansion))
         return loss, tape.gradient(loss, decoder.trainable_variables)
@@ -59,8 +57,8 @@ def main():
     print(f"TF {tf.__version__}, B={B}, M={M}, d={LATENT}, median ms of {args.steps} calls (loss + decoder gradient)")
     for order in (1, 2):
         rows = {
-            (name, jit): loss_and_gradient(path, decoder, z, tangents, targets, order, jit)
-            for name, path in PATHS.items()
+            (name, jit): loss_and_gradient(name, decoder, z, tangents, targets, order, jit)
+            for name in METHODS
             for jit in (False, True)
         }
         for step in rows.values():

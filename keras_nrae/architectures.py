@@ -75,7 +75,7 @@ def conv_autoencoder(
 
     The decoder holds only Dense, Reshape and Conv2DTranspose layers with
     elementwise activations, so NRAE takes the exact layer-wise Taylor path
-    (`keras_nrae.taylor`). Keep `activation` smooth (ELU, softplus, tanh) for
+    (`keras_nrae.taylor.layerwise`). Keep `activation` smooth (ELU, softplus, tanh) for
     NRAE-Q. `filters=None` picks (32, 64, ...) with as many stages as halve H
     and W evenly down to no less than 4×4 (at most 4): 2 for 28×28 (7×7),
     3 for 32×32 (4×4), 4 for 64×64 (4×4).

@@ -49,9 +49,11 @@ def taylor_reconstruction_errors(
     targets: tf.Tensor,
     order: int = 1,
     center_first: bool = False,
-    vectorize: bool = True,
+    method: str = "auto",
     training: Optional[bool] = None,
     expand_output_activation: bool = True,
+    *,
+    vectorize: Optional[bool] = None,
 ):
     """Squared error of every slot's Taylor reconstruction.
 
@@ -64,9 +66,10 @@ def taylor_reconstruction_errors(
       center_first: slot 0 holds the centre itself (tangent 0). Its error is
         the plain ‖targets[:, 0] − fn(primal)‖² and no Taylor term is computed
         for it.
-      vectorize: see `keras_nrae.taylor.taylor_terms`.
+      method: how the Taylor terms are computed; see `keras_nrae.taylor.taylor_terms`.
       training: the `training` flag a Keras `fn` is called with.
       expand_output_activation: see `keras_nrae.taylor.taylor_expansion`.
+      vectorize: deprecated, see `keras_nrae.taylor.taylor_terms`.
 
     Returns:
       (fn(primal) (B, *out), errors (B, M)) with errors in `targets.dtype`.
@@ -76,7 +79,8 @@ def taylor_reconstruction_errors(
         value, reconstructions = bind_training(fn, training)(primal), None
     else:
         value, reconstructions = taylor_expansion(
-            fn, primal, expanded, order, vectorize, training, expand_output_activation, targets.dtype
+            fn, primal, expanded, order, method, training, expand_output_activation, targets.dtype,
+            vectorize=vectorize,
         )
     _check_output_shape(value, targets)
     # Errors slot group by slot group: no (B, M, *out) reconstruction is
@@ -141,9 +145,11 @@ def neighborhood_reconstruction_loss(
     order: int = 1,
     center_first: bool = False,
     return_errors: bool = False,
-    vectorize: bool = True,
+    method: str = "auto",
     training: Optional[bool] = None,
     expand_output_activation: bool = True,
+    *,
+    vectorize: Optional[bool] = None,
 ):
     """NRAE loss (module docstring) from codes; differentiable in z, z_neighbors and the decoder.
 
@@ -157,11 +163,12 @@ def neighborhood_reconstruction_loss(
       center_first: slot 0 is the centre itself; skips its Taylor term (the
         result is the same, only cheaper).
       return_errors: also return the per-slot errors e (B, M).
-      vectorize: see `keras_nrae.taylor.taylor_terms`.
+      method: how the Taylor terms are computed; see `keras_nrae.taylor.taylor_terms`.
       training: the `training` flag a Keras `decoder` is called with.
       expand_output_activation: False expands the decoder only up to its
         output activation σ and reconstructs σ(a + J_a dz [+ ½ dzᵀ H_a dz])
         (`keras_nrae.taylor.taylor_expansion`).
+      vectorize: deprecated, see `keras_nrae.taylor.taylor_terms`.
 
     Returns:
       The scalar loss, or (loss, errors) with `return_errors=True`.
@@ -179,9 +186,10 @@ def neighborhood_reconstruction_loss(
         x_neighbors,
         order,
         center_first,
-        vectorize,
+        method,
         training,
         expand_output_activation,
+        vectorize=vectorize,
     )
     loss = weighted_mean(errors, weights)
     return (loss, errors) if return_errors else loss

@@ -306,7 +306,7 @@ class NeighborhoodReconstructionModel(Autoencoder):
     its statistics from it and updates its moving statistics once; activity
     regularizers see those points). The decoder runs its real forward pass on
     the centres' codes only; the Taylor terms reuse that pass (see
-    `keras_nrae.taylor`: its mask for Dropout, its statistics for
+    `keras_nrae.taylor.layerwise`: its mask for Dropout, its statistics for
     BatchNormalization), and activity regularizers see only its activations.
 
     Args:

@@ -30,7 +30,7 @@ def test_conv_autoencoder_shapes(shape, stages):
 
 def test_conv_decoder_takes_the_layerwise_taylor_path():
     _, decoder = conv_autoencoder((32, 32, 3), 4, filters=(2, 3, 4))
-    assert taylor._layer_chain(decoder) is not None
+    assert taylor.layer_chain(decoder) is not None
 
 
 @pytest.mark.parametrize("order", [1, 2])

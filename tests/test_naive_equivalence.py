@@ -66,7 +66,7 @@ def functional_autoencoder():
     z = keras.Input((LATENT,))
     h = keras.layers.Dense(8, activation="elu")(z)
     decoder = keras.Model(z, keras.layers.Dense(6, activation="sigmoid")(h))
-    assert taylor._layer_chain(decoder) is not None
+    assert taylor.layer_chain(decoder) is not None
     return encoder, with_random_biases(decoder)
 
 
@@ -151,20 +151,20 @@ def test_conv_decoder_takes_layerwise_path_and_trains(order):
     """Layer-wise gradients match those through vectorised ForwardAccumulators."""
     keras.utils.set_random_seed(0)
     encoder, decoder = conv_autoencoder()
-    assert taylor._layer_chain(decoder) is not None
+    assert taylor.layer_chain(decoder) is not None
     z = tf.random.stateless_normal((BATCH, LATENT), seed=(1, 2))
     tangents = 0.3 * tf.random.stateless_normal((BATCH, SLOTS, LATENT), seed=(3, 4))
 
     @tf.function
-    def gradients(terms_fn):
+    def gradients(method):
         with tf.GradientTape() as tape:
             tape.watch(z)
-            terms = [t for t in terms_fn(decoder, z, tangents, order) if t is not None]
+            terms = [t for t in taylor.taylor_terms(decoder, z, tangents, order, method) if t is not None]
             scalar = sum(tf.reduce_sum(tf.sin(t)) for t in terms)
         return tape.gradient(scalar, decoder.trainable_variables + [z])
 
-    expected = gradients(taylor._vectorized)
-    for actual, wanted in zip(gradients(taylor.taylor_terms), expected):
+    expected = gradients("vectorized")
+    for actual, wanted in zip(gradients("auto"), expected):
         np.testing.assert_allclose(actual, wanted, rtol=1e-4, atol=1e-6)
     model = NeighborhoodReconstructionModel(encoder, decoder, order=order)
     model.compile(optimizer="adam")
@@ -186,7 +186,7 @@ def test_unsupported_decoder_falls_back_and_still_equals_naive():
             keras.layers.Dense(6),
         ]
     )
-    assert taylor._layer_chain(decoder) is None
+    assert taylor.layer_chain(decoder) is None
     _, x_neighbors = batch((6,), center_first=False)
     z = tf.random.stateless_normal((BATCH, LATENT), seed=(1, 2))
     z_neighbors = z[:, None] + 0.3 * tf.random.stateless_normal(
