@@ -1,12 +1,9 @@
 """The shipped (optimised) NRAE loss equals the straightforward port of the official code.
 
-The reference is `naive_slot_errors` from benchmarks/step_time.py, the same
-code the benchmark times: z repeated once per slot, one (nested)
-ForwardAccumulator over all slots, slot 0 not special.
+The reference, `naive_slot_errors` below, expands every slot on its own:
+one pair of nested ForwardAccumulators per slot (`nested_forward_terms`),
+f(z) + J dz (+ ½ dzᵀH dz) against the slot's target, slot 0 not special.
 """
-
-import importlib.util
-import pathlib
 
 import keras
 import numpy as np
@@ -20,13 +17,7 @@ from keras_nrae.losses import (
     squared_distances,
     weighted_mean,
 )
-from tests._reference import with_random_biases
-
-_SPEC = importlib.util.spec_from_file_location(
-    "step_time", pathlib.Path(__file__).parents[1] / "benchmarks" / "step_time.py"
-)
-step_time = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(step_time)
+from tests._reference import nested_forward_terms, with_random_biases
 
 LATENT, BATCH, SLOTS = 3, 4, 3
 RTOL = 1e-5
@@ -89,8 +80,16 @@ def batch(shape, center_first, seed=0):
     return tf.constant(x), tf.constant(neighbors)
 
 
+def naive_slot_errors(fn, primal, slots, targets, order):
+    """Per-slot errors (B, M): ‖target − (f(p) + J t [+ ½ tᵀH t])‖², t = slot − p, one slot at a time."""
+    value, first, second = nested_forward_terms(fn, primal, slots - primal[:, None])
+    recon = value[:, None] + first + (0.5 * second if order == 2 else 0.0)
+    errors = np.sum((np.asarray(targets) - recon) ** 2, axis=tuple(range(2, recon.ndim)))
+    return tf.constant(errors, tf.float32)
+
+
 def naive_loss(fn, primal, slots, targets, order, weights):
-    errors = step_time.naive_slot_errors(fn, primal, slots, targets, order)
+    errors = naive_slot_errors(fn, primal, slots, targets, order)
     return weighted_mean(errors, weights)
 
 
@@ -114,7 +113,7 @@ def test_loss_from_codes_equals_naive(architecture, order, center_first):
         decoder, z, z_neighbors, x_neighbors, weights, order, center_first,
         return_errors=True,
     )
-    naive_errors = step_time.naive_slot_errors(decoder, z, z_neighbors, x_neighbors, order)
+    naive_errors = naive_slot_errors(decoder, z, z_neighbors, x_neighbors, order)
     np.testing.assert_allclose(errors, naive_errors, rtol=RTOL, atol=1e-6)
     np.testing.assert_allclose(loss, weighted_mean(naive_errors, weights), rtol=RTOL)
 
