@@ -1,4 +1,4 @@
-"""Memory probes for benchmarks and tests: RssAnon now, and its peak over a block of code."""
+"""Memory probes for the benchmarks: RssAnon now, and its peak over a block of code."""
 
 import resource
 import threading
