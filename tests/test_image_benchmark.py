@@ -300,21 +300,6 @@ def test_command_line_options_hold_for_colour_images_too(monkeypatch):
     assert latent_7.for_images((28, 28, 1)) == latent_7
 
 
-def test_pca_reference_matches_sklearn_and_closed_forms():
-    from sklearn.decomposition import PCA
-
-    from benchmarks.pca_reference import pca_mse
-
-    rng = np.random.default_rng(0)
-    x_fit, x_val = rng.normal(size=(40, 3, 3, 1)), rng.normal(size=(10, 3, 3, 1))
-    mse = pca_mse(x_fit, x_val, (2, 9))
-    flat_fit, flat_val = x_fit.reshape(40, 9), x_val.reshape(10, 9)
-    pca = PCA(2).fit(flat_fit)
-    np.testing.assert_allclose(mse[2], np.mean((pca.inverse_transform(pca.transform(flat_val)) - flat_val) ** 2))
-    np.testing.assert_allclose(mse[0], np.mean((flat_val - flat_fit.mean(0)) ** 2))
-    np.testing.assert_allclose(mse[9], 0.0, atol=1e-20)
-
-
 def test_models_option_trains_and_reports_only_those_models(tmp_path, monkeypatch):
     _write_npz(tmp_path / "tiny.npz", np.random.default_rng(0))
     trained = []
