@@ -33,7 +33,7 @@ from keras_nrae._files import atomic_open
 from keras_nrae.paper import toy
 from keras_nrae.architectures import mlp_autoencoder
 from keras_nrae.callbacks import _png_bytes, _require_matplotlib
-from keras_nrae.data import neighborhood_dataset
+from keras_nrae.pipeline import neighborhood_dataset
 from keras_nrae.datasets import load_images
 from keras_nrae.graph import NeighborGraph
 from keras_nrae.metrics import latent_order_correlation, manifold_distance

@@ -64,7 +64,7 @@ from keras_nrae.baselines import (
     WassersteinAutoencoder,
     target_embedding,
 )
-from keras_nrae.data import neighborhood_dataset
+from keras_nrae.pipeline import neighborhood_dataset
 from keras_nrae.datasets import load_images
 from keras_nrae.finite import NonFiniteError
 from keras_nrae.graph import NeighborGraph
