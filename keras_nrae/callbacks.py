@@ -207,7 +207,8 @@ class LatentTraversal(_PeriodicImage):
             raise ValueError(f"steps must be at least 2, got {steps!r}.")
         self.steps = steps
 
-    def _code(self, point: np.ndarray) -> np.ndarray:
+    def _endpoint_code(self, point: np.ndarray) -> np.ndarray:
+        """A traversal end: a code as given, or a point of input shape, encoded."""
         input_shape = tuple(self.model.get_build_config()["input_shape"][1:])
         if point.shape != input_shape:
             return point
@@ -215,7 +216,7 @@ class LatentTraversal(_PeriodicImage):
 
     def latent_path(self) -> np.ndarray:
         """(steps, d) codes of the walk."""
-        z_start, z_end = self._code(self.start), self._code(self.end)
+        z_start, z_end = self._endpoint_code(self.start), self._endpoint_code(self.end)
         t = np.linspace(0.0, 1.0, self.steps, dtype=z_start.dtype)[:, None]
         return (1 - t) * z_start + t * z_end
 

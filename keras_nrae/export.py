@@ -62,10 +62,10 @@ def export_saved_model(model: Autoencoder, path: Union[str, os.PathLike]) -> Non
     feature_shape = _feature_shape(model)
     dtype = model.encoder.input_dtype
     encoder_output_shape = tuple(model.encoder.compute_output_shape((None, *feature_shape)))
-    latent_shape = tuple(model._latent_shape(encoder_output_shape)[1:])
+    latent_shape = tuple(model.latent_shape(encoder_output_shape)[1:])
     x_spec = tf.TensorSpec((None, *feature_shape), dtype, name="x")
     z_spec = tf.TensorSpec((None, *latent_shape), dtype, name="z")
-    encode = lambda x: tf.cast(model._code(model.encoder(x, training=False)), dtype)
+    encode = lambda x: tf.cast(model.code(model.encoder(x, training=False)), dtype)
     decode = lambda z: tf.cast(model.decoder(z, training=False), dtype)
     archive = keras.export.ExportArchive()
     archive.track(model.encoder)
