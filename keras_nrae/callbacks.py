@@ -19,26 +19,7 @@ import tensorflow as tf
 
 from keras_nrae._checks import integer_at_least
 from keras_nrae._files import atomic_open
-
-_INSTALL_HINT = (
-    "needs matplotlib, which is not installed. Install it with "
-    "`pip install keras-nrae[examples]` (or `pip install matplotlib`)."
-)
-
-
-def _require_matplotlib(owner: str) -> None:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError as e:
-        raise ImportError(f"keras_nrae.callbacks.{owner} {_INSTALL_HINT}") from e
-
-
-def _png_bytes(figure) -> bytes:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    buffer = io.BytesIO()
-    FigureCanvasAgg(figure).print_png(buffer)
-    return buffer.getvalue()
+from keras_nrae._plotting import png_bytes, require_matplotlib
 
 
 class _PeriodicImage(keras.callbacks.Callback):
@@ -49,7 +30,7 @@ class _PeriodicImage(keras.callbacks.Callback):
 
     def __init__(self, every: int, out_dir: Optional[str], tensorboard_dir: Optional[str]):
         super().__init__()
-        _require_matplotlib(type(self).__name__)
+        require_matplotlib(f"keras_nrae.callbacks.{type(self).__name__}")
         every = integer_at_least(every, "every")
         if out_dir is None and tensorboard_dir is None:
             raise ValueError("Give out_dir, tensorboard_dir or both: nowhere to draw to.")
@@ -165,7 +146,7 @@ class ManifoldPlot(_PeriodicImage):
         return figure
 
     def _png(self):
-        return _png_bytes(self.figure())
+        return png_bytes(self.figure())
 
 
 class LatentTraversal(_PeriodicImage):
