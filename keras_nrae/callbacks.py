@@ -21,6 +21,7 @@ from keras_nrae._checks import integer_at_least
 from keras_nrae._files import atomic_open
 from keras_nrae._plotting import png_bytes, require_matplotlib
 
+__all__ = ["LatentTraversal", "ManifoldPlot"]
 
 class _PeriodicImage(keras.callbacks.Callback):
     """Every `every` epochs, writes `_png()` to out_dir/{name}_epoch{E:04d}.png

@@ -16,6 +16,8 @@ import numpy as np
 
 from keras_nrae._sklearn import require_sklearn
 
+__all__ = ["NRAE"]
+
 require_sklearn("keras_nrae.NRAE")
 
 from sklearn.base import (  # noqa: E402

@@ -26,6 +26,8 @@ import tensorflow as tf
 from keras_nrae._files import READ_ERRORS, FileKind, atomic_path, file_format
 from keras_nrae.model import Autoencoder
 
+__all__ = ["export_saved_model", "load_model", "load_saved_model"]
+
 _SAVED_MODEL = FileKind(
     "a SavedModel folder", "export the model again with keras_nrae.export_saved_model(model, path)",
     folder=True,

@@ -23,6 +23,8 @@ from keras_nrae._checks import check_order
 from keras_nrae.finite import NonFiniteCounts, StopOnNonFinite
 from keras_nrae.taylor import check_per_example, output_activation_split
 
+__all__ = ["Autoencoder", "NeighborhoodReconstructionModel", "reconstruction_loss"]
+
 _EXPANDS = ("decoder", "autoencoder")
 
 # Old private names of the public subclass hooks, deprecated for one release.

@@ -39,6 +39,18 @@ from keras_nrae.graph import NeighborGraph
 from keras_nrae.metrics import latent_order_correlation, manifold_distance
 from keras_nrae.model import Autoencoder, NeighborhoodReconstructionModel
 
+__all__ = [
+    "TrainSettings",
+    "connectivity",
+    "decoded_curve",
+    "denoising",
+    "digit_experiment",
+    "example_main",
+    "format_metrics",
+    "image_strip",
+    "override_settings",
+    "train_model",
+]
 
 VARIANTS = ("AE", "NRAE-L", "NRAE-Q")
 _ORDERS = {"NRAE-L": 1, "NRAE-Q": 2}

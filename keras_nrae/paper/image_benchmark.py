@@ -71,6 +71,35 @@ from keras_nrae.graph import NeighborGraph
 from keras_nrae.metrics import reconstruction_mse
 from keras_nrae.model import NeighborhoodReconstructionModel
 
+__all__ = [
+    "BenchmarkConfig",
+    "CellStore",
+    "DivergenceMonitor",
+    "GRAE_TARGET",
+    "MODEL_NAMES",
+    "NRAE_ORDERS",
+    "NraeSettings",
+    "SMOKE_CONFIG",
+    "baseline_grid",
+    "benchmark_dataset",
+    "build_baseline",
+    "build_nrae",
+    "encoder_decoder",
+    "failure_reason",
+    "grae_targets",
+    "main",
+    "markdown_table",
+    "mean_image_mse",
+    "run",
+    "select_baseline",
+    "select_nrae",
+    "train_baseline",
+    "train_nrae",
+    "training_subset",
+    "validation_images",
+    "validation_score",
+    "validation_split",
+]
 
 # The GRAE authors' target: PHATE (their knn = 5), where the `grae` extra is installed.
 GRAE_TARGET = "phate" if importlib.util.find_spec("phate") else "spectral"
