@@ -75,7 +75,7 @@ def reconstruction_loss(x: tf.Tensor, x_hat: tf.Tensor) -> tf.Tensor:
 
 
 @keras.saving.register_keras_serializable(package="keras_nrae")
-class Autoencoder(keras.Model):
+class Autoencoder(compat.KerasTrainerHooks, keras.Model):
     """A plain autoencoder f∘g, and the base of every model in keras_nrae.
 
     Minimises 1/B Σ_b ‖x_b − f(g(x_b))‖² (summed over features). Batches are
@@ -86,6 +86,10 @@ class Autoencoder(keras.Model):
     does). Their old private names `_code` and `_latent_shape` are deprecated
     for one release: a subclass that overrides one gets a DeprecationWarning
     when it is defined, and its override is used as the public hook.
+
+    Keras' private trainer hooks that `fit` needs changed under
+    `MultiWorkerMirroredStrategy` come from `_keras_compat.KerasTrainerHooks`;
+    everything this class overrides itself is public Keras API.
 
     Args:
       encoder: Keras model g, (B, *shape) -> (B, d).
@@ -232,7 +236,7 @@ class Autoencoder(keras.Model):
                 )
         super().compile(optimizer=optimizer, **kwargs)
         self.check_finite = bool(check_finite)
-        self._compile_config.config["check_finite"] = self.check_finite
+        compat.record_compile_argument(self, "check_finite", self.check_finite)
 
     def fit(self, x=None, *args, **kwargs):
         """`keras.Model.fit`, with the model's own callbacks added (`StopOnNonFinite`
@@ -250,18 +254,6 @@ class Autoencoder(keras.Model):
     def _own_callbacks(self) -> list:
         """Callbacks `fit` adds unless one of the same class is passed: `StopOnNonFinite`."""
         return [StopOnNonFinite()] if self.check_finite else []
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        """Keras', built from one replica's batch (works under several workers; see `_keras_compat`)."""
-        if iterator is not None and self._distribute_strategy is not None:
-            data_batch = compat.first_replica_batch(self.distribute_strategy, iterator)
-        super()._maybe_symbolic_build(data_batch=data_batch)
-
-    def _make_function(self, step_function):
-        """Keras', with step outputs its multi-worker reduction takes (see `_keras_compat`)."""
-        return super()._make_function(
-            compat.reducible_step(self.distribute_strategy, step_function)
-        )
 
     def compile_from_config(self, config):
         """Recompile a loaded model (Keras skips models that override compile)."""
