@@ -166,7 +166,7 @@ class Probe(keras.callbacks.Callback):
         val = tf.reshape(value, [200, -1]).numpy()
         batch = {"x": tf.constant(self.xp), "neighbors": tf.constant(np.stack([self.xp, self.xn], 1))}
         with tf.GradientTape() as tape:
-            loss = self.model._neighborhood_loss(batch["x"], batch["neighbors"], training=True)[0]
+            loss = self.model.neighborhood_loss(batch["x"], batch["neighbors"], training=True)
         grads = tape.gradient(loss, self.model.trainable_variables)
         zall = z.numpy()
         return dict(
@@ -197,16 +197,16 @@ class Probe(keras.callbacks.Callback):
 
 
 def mean_image_bias(x_fit):
-    """Patch the harness's `_pair` so the decoder's output bias starts at logit(mean training image)."""
+    """Patch the harness's `encoder_decoder` so the decoder's output bias starts at logit(mean training image)."""
     logit = np.log(np.clip(x_fit.mean(0), 1e-3, 1 - 1e-3)) - np.log1p(-np.clip(x_fit.mean(0), 1e-3, 1 - 1e-3))
-    pair = ib._pair
+    pair = ib.encoder_decoder
 
     def patched(shape, config, latent_dim=None):
         encoder, decoder = pair(shape, config, latent_dim)
         decoder.layers[-2].bias.assign(logit.reshape(-1))
         return encoder, decoder
 
-    ib._pair = patched
+    ib.encoder_decoder = patched
 
 
 def run(data, order, k, lam, seed, epochs, size, stop_after, init_bias="zeros", log=print):

@@ -23,7 +23,7 @@ if __name__ == "__main__":
 import keras
 import numpy as np
 
-from keras_nrae.data import neighborhood_dataset
+from keras_nrae.pipeline import neighborhood_dataset
 from keras_nrae.graph import NeighborGraph
 from keras_nrae.paper import image_benchmark as protocol
 

@@ -129,11 +129,11 @@ def main():
         f"ms per step summed by op type"
     )
     for neighbors in args.neighbors:
-        plain, batch = step_time._batches(arch, neighbors + 1)
-        models = step_time._models(arch, args.latent_dim, False)
+        plain, batch = step_time.step_batches(arch, neighbors + 1)
+        models = step_time.models_to_time(arch, args.latent_dim, False)
         profiles, walls = {}, {}
         for name in ROWS:
-            step = step_time._stepper(models[name], plain if name == "AE" else batch)
+            step = step_time.stepper(models[name], plain if name == "AE" else batch)
             for _ in range(3):
                 step()
             profiles[name], walls[name] = profile_row(step, args.steps)

@@ -116,7 +116,7 @@ class NaiveModel(NeighborhoodReconstructionModel):
         return weighted_mean(errors, self.kernel(squared_distances(x, neighbors))), neighbors[:, 0]
 
 
-def _models(arch, latent_dim, jit_compile):
+def models_to_time(arch, latent_dim, jit_compile):
     """{row name: compiled model}, all starting from the same weights."""
     rows = {  # name: (class, order, check_finite)
         "AE": (NeighborhoodReconstructionModel, 1, True),
@@ -138,7 +138,7 @@ def _models(arch, latent_dim, jit_compile):
     return models
 
 
-def _batches(arch, slots):
+def step_batches(arch, slots):
     """(plain AE batch of B·(M+1) points, NRAE batch with the centre in slot 0)."""
     rng = np.random.default_rng(0)
     x = rng.random((arch.batch,) + arch.shape, dtype=np.float32)
@@ -148,7 +148,7 @@ def _batches(arch, slots):
     return plain, {"x": x, "neighbors": neighbors}
 
 
-def _stepper(model, batch):
+def stepper(model, batch):
     """A zero-argument callable running one `train_function` step, synchronised."""
     iterator = iter(tf.data.Dataset.from_tensors(batch).repeat())
     model.make_train_function()
@@ -162,10 +162,10 @@ def _stepper(model, batch):
 
 def _run_cell(arch, latent_dim, neighbors, jit_compile, steps, warmup):
     """{row: (median s, median peak bytes)} for one grid cell, rows interleaved."""
-    plain, batch = _batches(arch, neighbors + 1)
-    models = _models(arch, latent_dim, jit_compile)
+    plain, batch = step_batches(arch, neighbors + 1)
+    models = models_to_time(arch, latent_dim, jit_compile)
     steppers = {
-        name: _stepper(model, plain if name == "AE" else batch)
+        name: stepper(model, plain if name == "AE" else batch)
         for name, model in models.items()
     }
     times = {name: [] for name in steppers}

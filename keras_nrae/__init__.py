@@ -19,7 +19,7 @@ from keras_nrae import (  # noqa: E402
 )
 from keras_nrae._files import FileFormatError  # noqa: E402
 from keras_nrae._version import __version__  # noqa: E402
-from keras_nrae.data import neighborhood_dataset  # noqa: E402
+from keras_nrae.pipeline import neighborhood_dataset  # noqa: E402
 from keras_nrae.export import export_saved_model, load_model, load_saved_model  # noqa: E402
 from keras_nrae.finite import NonFiniteError  # noqa: E402
 from keras_nrae.graph import NeighborGraph  # noqa: E402

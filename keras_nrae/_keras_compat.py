@@ -4,7 +4,9 @@ Everything here relies on Keras 3 details that have no public API;
 `tests/test_keras_compat.py` pins each of them to the Keras versions in
 `TESTED_KERAS`, so that an upgrade that changes one fails loudly there. The
 last section works around keras-team/keras#20585 (`fit` under
-`MultiWorkerMirroredStrategy`), for the hooks `Autoencoder` overrides.
+`MultiWorkerMirroredStrategy`) in `KerasTrainerHooks`, the mixin through
+which `Autoencoder` overrides Keras' private trainer hooks: model.py itself
+overrides none.
 """
 
 import functools
@@ -43,6 +45,12 @@ def functional_chain(model) -> Optional[List[keras.layers.Layer]]:
 def all_layers(layer: keras.layers.Layer) -> List[keras.layers.Layer]:
     """layer and every layer it tracks, recursively, each once."""
     return list(layer._flatten_layers(include_self=True, recursive=True))
+
+
+def record_compile_argument(model: keras.Model, name: str, value: Any) -> None:
+    """Store an argument of model's own `compile` in its compile config, which
+    `get_compile_config` saves and `compile_from_config` passes back."""
+    model._compile_config.config[name] = value
 
 
 def clear_losses(layer: keras.layers.Layer) -> None:
@@ -94,3 +102,25 @@ def reducible_step(strategy: tf.distribute.Strategy, step: Callable) -> Callable
         )
 
     return step_with_vector_scalars
+
+
+class KerasTrainerHooks:
+    """Keras' private TensorFlow-trainer hooks, overridden for `MultiWorkerMirroredStrategy`.
+
+    A mixin listed before `keras.Model` in a model's bases (as `Autoencoder`
+    does). `_maybe_symbolic_build` builds from one replica's batch
+    (`first_replica_batch`), `_make_function` wraps the step so that Keras
+    can reduce its outputs across workers (`reducible_step`); on one worker
+    both do what Keras does. `tests/test_keras_compat.py` pins both
+    signatures and their callers in `fit` and `make_train_function`.
+    """
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Keras', built from one replica's batch (works under several workers)."""
+        if iterator is not None and self._distribute_strategy is not None:
+            data_batch = first_replica_batch(self.distribute_strategy, iterator)
+        super()._maybe_symbolic_build(data_batch=data_batch)
+
+    def _make_function(self, step_function):
+        """Keras', with step outputs its multi-worker reduction takes."""
+        return super()._make_function(reducible_step(self.distribute_strategy, step_function))

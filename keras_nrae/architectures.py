@@ -5,6 +5,8 @@ from typing import Optional, Sequence, Tuple
 import keras
 import numpy as np
 
+__all__ = ["conv_autoencoder", "mlp_autoencoder"]
+
 
 def mlp_autoencoder(
     input_shape: Sequence[int],

@@ -27,6 +27,18 @@ import numpy as np
 
 from keras_nrae._files import FileKind, atomic_path, file_format
 
+__all__ = [
+    "Feature",
+    "Rows",
+    "float_dtype",
+    "gather_plan",
+    "load_npy",
+    "progress_bar",
+    "row_checksums",
+    "to_float",
+    "write_npy",
+]
+
 _CHUNK_BYTES = 16 * 2**20
 _NPY_FILE = FileKind("a .npy file", "write it again, e.g. with keras_nrae.arrays.write_npy or np.save")
 _PROGRESS_MIN_POINTS = 10_000

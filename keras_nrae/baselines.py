@@ -257,7 +257,7 @@ class VariationalAutoencoder(_StochasticAutoencoder):
         self.beta = non_negative(beta, "beta")
         super().__init__(encoder, decoder, seed=seed, **kwargs)
 
-    def _latent_shape(self, encoder_output_shape):
+    def latent_shape(self, encoder_output_shape):
         units = encoder_output_shape[-1]
         if len(encoder_output_shape) != 2 or units is None or units % 2:
             raise ValueError(
@@ -271,7 +271,7 @@ class VariationalAutoencoder(_StochasticAutoencoder):
     def _mean_and_log_var(encoder_output):
         return tf.split(encoder_output, 2, axis=-1)
 
-    def _code(self, encoder_output):
+    def code(self, encoder_output):
         return self._mean_and_log_var(encoder_output)[0]
 
     def _plain_loss(self, x):

@@ -19,27 +19,9 @@ import tensorflow as tf
 
 from keras_nrae._checks import integer_at_least
 from keras_nrae._files import atomic_open
+from keras_nrae._plotting import png_bytes, require_matplotlib
 
-_INSTALL_HINT = (
-    "needs matplotlib, which is not installed. Install it with "
-    "`pip install keras-nrae[examples]` (or `pip install matplotlib`)."
-)
-
-
-def _require_matplotlib(owner: str) -> None:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError as e:
-        raise ImportError(f"keras_nrae.callbacks.{owner} {_INSTALL_HINT}") from e
-
-
-def _png_bytes(figure) -> bytes:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    buffer = io.BytesIO()
-    FigureCanvasAgg(figure).print_png(buffer)
-    return buffer.getvalue()
-
+__all__ = ["LatentTraversal", "ManifoldPlot"]
 
 class _PeriodicImage(keras.callbacks.Callback):
     """Every `every` epochs, writes `_png()` to out_dir/{name}_epoch{E:04d}.png
@@ -49,7 +31,7 @@ class _PeriodicImage(keras.callbacks.Callback):
 
     def __init__(self, every: int, out_dir: Optional[str], tensorboard_dir: Optional[str]):
         super().__init__()
-        _require_matplotlib(type(self).__name__)
+        require_matplotlib(f"keras_nrae.callbacks.{type(self).__name__}")
         every = integer_at_least(every, "every")
         if out_dir is None and tensorboard_dir is None:
             raise ValueError("Give out_dir, tensorboard_dir or both: nowhere to draw to.")
@@ -165,7 +147,7 @@ class ManifoldPlot(_PeriodicImage):
         return figure
 
     def _png(self):
-        return _png_bytes(self.figure())
+        return png_bytes(self.figure())
 
 
 class LatentTraversal(_PeriodicImage):
@@ -207,7 +189,8 @@ class LatentTraversal(_PeriodicImage):
             raise ValueError(f"steps must be at least 2, got {steps!r}.")
         self.steps = steps
 
-    def _code(self, point: np.ndarray) -> np.ndarray:
+    def _endpoint_code(self, point: np.ndarray) -> np.ndarray:
+        """A traversal end: a code as given, or a point of input shape, encoded."""
         input_shape = tuple(self.model.get_build_config()["input_shape"][1:])
         if point.shape != input_shape:
             return point
@@ -215,7 +198,7 @@ class LatentTraversal(_PeriodicImage):
 
     def latent_path(self) -> np.ndarray:
         """(steps, d) codes of the walk."""
-        z_start, z_end = self._code(self.start), self._code(self.end)
+        z_start, z_end = self._endpoint_code(self.start), self._endpoint_code(self.end)
         t = np.linspace(0.0, 1.0, self.steps, dtype=z_start.dtype)[:, None]
         return (1 - t) * z_start + t * z_end
 

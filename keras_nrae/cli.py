@@ -16,6 +16,8 @@ from typing import Optional, Sequence
 
 from keras_nrae._version import __version__
 
+__all__ = ["main"]
+
 _DATA_ERRORS = (FileNotFoundError, ValueError, OSError)
 _MODELS = {"ae": "AE", "nrae-l": "NRAE-L", "nrae-q": "NRAE-Q"}
 

@@ -1,113 +1,17 @@
-"""neighborhood_dataset: a tf.data pipeline of centres with neighbours sampled from a graph."""
+"""Deprecated alias of `keras_nrae.pipeline`, kept for one release.
 
-import numpy as np
-import tensorflow as tf
+The tf.data pipeline (`neighborhood_dataset`) moved to `keras_nrae.pipeline`,
+a name that is not confused with `keras_nrae.datasets` (image datasets) or
+`keras_nrae.arrays`. Importing this module warns; it re-exports the same names.
+"""
 
-from keras_nrae._checks import integer_at_least
-from keras_nrae.arrays import Rows, gather_plan
-from keras_nrae.graph import NeighborGraph
+import warnings
 
+from keras_nrae.pipeline import __all__, neighborhood_dataset  # noqa: F401
 
-def neighborhood_dataset(
-    x,
-    graph: NeighborGraph,
-    batch_size: int,
-    neighbors_per_point: int = 2,
-    include_center: bool = True,
-    replace: bool = False,
-    shuffle: bool = True,
-    seed: int = 0,
-    drop_remainder: bool = True,
-) -> tf.data.Dataset:
-    """Batches `{"x": (B, *shape), "neighbors": (B, M, *shape)}` for `model.fit`.
-
-    Every point of x is a centre exactly once per epoch (in a fresh seeded
-    order when `shuffle`). Its M = `neighbors_per_point` slots are drawn
-    afresh every epoch, with seeded stateless TF ops, from its k graph
-    neighbours, without replacement unless `replace`. With `include_center`
-    slot 0 is the centre itself (bit-identical to "x") and M − 1 slots are
-    drawn. The same seed gives the same sequence of epochs.
-
-    x is never copied whole: each batch reads the rows it needs, once each
-    and in sorted order, from x on the host (`tf.numpy_function`), checks
-    them against the graph's row checksums (a row changed since the graph
-    was built raises an error naming it), then converts them inside tf.data
-    as `tf.image.convert_image_dtype` does: uint8 → float32 in [0, 1],
-    float16 → float32, float32 and float64 unchanged.
-
-    Args:
-      x: array (N, ...), the data `graph` was built on: any storage dtype
-        and any random-access source of `keras_nrae.arrays` (a NumPy array in
-        memory or memory-mapped, an h5py dataset, a tfds data_source's
-        `Feature`).
-      graph: a `NeighborGraph` of x.
-      batch_size: B.
-      neighbors_per_point: M, the number of neighbour slots.
-      include_center: put the centre in slot 0.
-      replace: draw slots with replacement (then M may exceed k).
-      shuffle: reshuffle the centres every epoch.
-      seed: seeds the order and the draws.
-      drop_remainder: drop the last partial batch, so B is static.
-    """
-    if not isinstance(graph, NeighborGraph):
-        raise TypeError(f"graph must be a NeighborGraph, got {type(graph).__name__}.")
-    rows = Rows(x)
-    graph.check_data(rows)
-    batch_size = integer_at_least(batch_size, "batch_size")
-    slots = integer_at_least(neighbors_per_point, "neighbors_per_point")
-    drawn = slots - bool(include_center)
-    if drawn > graph.k and not replace:
-        raise ValueError(
-            f"neighbors_per_point={slots} needs {drawn} distinct neighbours per "
-            f"point{' besides the centre' if include_center else ''}, but the graph "
-            f"has k={graph.k}. Build the graph with a larger k, lower "
-            f"neighbors_per_point, or pass replace=True."
-        )
-    if drop_remainder and batch_size > graph.num_points:
-        raise ValueError(
-            f"batch_size={batch_size} exceeds the {graph.num_points} points, so "
-            f"drop_remainder=True would leave no batch."
-        )
-
-    def read(ids: np.ndarray, picks: np.ndarray):
-        """Host side: centre ids (B,), picked slots (B, drawn) -> (stored rows (U, *shape),
-        positions (B + B·drawn,) of the centres then their neighbours among them)."""
-        neighbor_ids = np.take_along_axis(graph.indices[ids], picks, axis=1)
-        unique, positions = gather_plan(np.concatenate([ids, neighbor_ids.ravel()]))
-        stored = rows.read(unique)
-        graph.check_rows(unique, stored)
-        return stored, positions
-
-    def attach(ids, draw_seed):
-        """ids (B,) int64 and a (2,) stateless seed -> the batch dict."""
-        batch = ids.shape[0] or tf.shape(ids)[0]
-        if replace:
-            picks = tf.random.stateless_uniform(
-                [batch, drawn], draw_seed, maxval=graph.k, dtype=tf.int32
-            )
-        else:
-            keys = tf.random.stateless_uniform([batch, graph.k], draw_seed)
-            picks = tf.math.top_k(keys, drawn, sorted=False).indices
-        stored, positions = tf.numpy_function(
-            read, [ids, picks], [tf.as_dtype(rows.dtype), tf.int64], stateful=False
-        )
-        stored = tf.ensure_shape(stored, [None, *rows.row_shape])
-        values = tf.image.convert_image_dtype(stored, tf.as_dtype(rows.float_dtype))
-        centres = tf.reshape(tf.gather(values, positions[:batch]), [batch, *rows.row_shape])
-        neighbors = tf.reshape(
-            tf.gather(values, positions[batch:]), [batch, drawn, *rows.row_shape]
-        )
-        if include_center:
-            neighbors = tf.concat([centres[:, None], neighbors], axis=1)
-        return {"x": centres, "neighbors": neighbors}
-
-    ids = tf.data.Dataset.range(graph.num_points)
-    if shuffle:
-        ids = ids.shuffle(graph.num_points, seed=seed, reshuffle_each_iteration=True)
-    ids = ids.batch(batch_size, drop_remainder=drop_remainder)
-    draw_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-    return (
-        tf.data.Dataset.zip(ids, draw_seeds)
-        .map(attach, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+warnings.warn(
+    "keras_nrae.data is deprecated and will be removed in the next release; "
+    "import neighborhood_dataset from keras_nrae.pipeline (or keras_nrae) instead.",
+    DeprecationWarning,
+    stacklevel=2,
+)

@@ -36,6 +36,8 @@ import numpy as np
 
 from keras_nrae._files import FileKind, open_npz
 
+__all__ = ["DATA_ENV_VAR", "IMAGE_FORMATS", "ImageFormat", "load_images", "read_idx", "to_format"]
+
 DATA_ENV_VAR = "KERAS_NRAE_DATA"
 _IDX_PREFIX = {"train": "train", "test": "t10k"}
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}

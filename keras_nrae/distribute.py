@@ -13,6 +13,8 @@ from typing import Any
 
 import tensorflow as tf
 
+__all__ = ["multi_worker_strategy"]
+
 _WATCHDOG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_peer_watchdog.py")
 
 

@@ -16,6 +16,8 @@ import numpy as np
 
 from keras_nrae._sklearn import require_sklearn
 
+__all__ = ["NRAE"]
+
 require_sklearn("keras_nrae.NRAE")
 
 from sklearn.base import (  # noqa: E402
@@ -28,7 +30,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from keras_nrae import architectures, kernels  # noqa: E402
 from keras_nrae._checks import check_order, integer_at_least, non_negative, positive  # noqa: E402
-from keras_nrae.data import neighborhood_dataset  # noqa: E402
+from keras_nrae.pipeline import neighborhood_dataset  # noqa: E402
 from keras_nrae.graph import NeighborGraph  # noqa: E402
 from keras_nrae.model import NeighborhoodReconstructionModel  # noqa: E402
 

@@ -26,6 +26,8 @@ import tensorflow as tf
 from keras_nrae._files import READ_ERRORS, FileKind, atomic_path, file_format
 from keras_nrae.model import Autoencoder
 
+__all__ = ["export_saved_model", "load_model", "load_saved_model"]
+
 _SAVED_MODEL = FileKind(
     "a SavedModel folder", "export the model again with keras_nrae.export_saved_model(model, path)",
     folder=True,
@@ -62,10 +64,10 @@ def export_saved_model(model: Autoencoder, path: Union[str, os.PathLike]) -> Non
     feature_shape = _feature_shape(model)
     dtype = model.encoder.input_dtype
     encoder_output_shape = tuple(model.encoder.compute_output_shape((None, *feature_shape)))
-    latent_shape = tuple(model._latent_shape(encoder_output_shape)[1:])
+    latent_shape = tuple(model.latent_shape(encoder_output_shape)[1:])
     x_spec = tf.TensorSpec((None, *feature_shape), dtype, name="x")
     z_spec = tf.TensorSpec((None, *latent_shape), dtype, name="z")
-    encode = lambda x: tf.cast(model._code(model.encoder(x, training=False)), dtype)
+    encode = lambda x: tf.cast(model.code(model.encoder(x, training=False)), dtype)
     decode = lambda z: tf.cast(model.decoder(z, training=False), dtype)
     archive = keras.export.ExportArchive()
     archive.track(model.encoder)

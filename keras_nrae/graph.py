@@ -35,6 +35,15 @@ import tensorflow as tf
 from keras_nrae._files import FileFormatError, FileKind, atomic_open, open_npz
 from keras_nrae.arrays import Rows, progress_bar, row_checksums, to_float
 
+__all__ = [
+    "AUTO_EXACT_MAX_POINTS",
+    "FORMAT_VERSION",
+    "METHODS",
+    "METRICS",
+    "NeighborGraph",
+    "fingerprint",
+]
+
 AUTO_EXACT_MAX_POINTS = 10_000
 FORMAT_VERSION = 1  # of the .npz files `NeighborGraph.save` writes
 METHODS = ("auto", "exact", "scann")

@@ -11,6 +11,8 @@ import tensorflow as tf
 
 from keras_nrae._checks import non_negative, positive
 
+__all__ = ["Binary", "Gaussian", "Kernel", "get", "serialize"]
+
 _PACKAGE = "keras_nrae"
 
 

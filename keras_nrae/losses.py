@@ -27,6 +27,14 @@ from keras_nrae import kernels as kernels_lib
 from keras_nrae._checks import check_order
 from keras_nrae.taylor import bind_training, output_activation_split, taylor_expansion
 
+__all__ = [
+    "NeighborhoodReconstructionLoss",
+    "neighborhood_reconstruction_loss",
+    "squared_distances",
+    "taylor_reconstruction_errors",
+    "weighted_mean",
+]
+
 
 def _sum_over_features(t: tf.Tensor) -> tf.Tensor:
     """(B, M, *shape) -> (B, M)."""

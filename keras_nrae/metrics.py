@@ -6,6 +6,15 @@ import numpy as np
 
 from keras_nrae._sklearn import require_sklearn
 
+__all__ = [
+    "continuity",
+    "distance_rank_correlation",
+    "latent_order_correlation",
+    "manifold_distance",
+    "reconstruction_mse",
+    "trustworthiness",
+]
+
 
 def reconstruction_mse(model: keras.Model, x, batch_size: int = 1024) -> float:
     """Per-pixel MSE 1/(N·P) Σ_n ‖x_n − model(x_n)‖² for x (N, *shape) — the paper's Table 1 metric."""

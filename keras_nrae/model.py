@@ -10,6 +10,7 @@ in `fit` the training pass's, in `evaluate` that of `model(x)`.
 """
 
 import inspect
+import warnings
 from typing import Any, Optional, Tuple, Union
 
 import keras
@@ -22,7 +23,12 @@ from keras_nrae._checks import check_order
 from keras_nrae.finite import NonFiniteCounts, StopOnNonFinite
 from keras_nrae.taylor import check_per_example, output_activation_split
 
+__all__ = ["Autoencoder", "NeighborhoodReconstructionModel", "reconstruction_loss"]
+
 _EXPANDS = ("decoder", "autoencoder")
+
+# Old private names of the public subclass hooks, deprecated for one release.
+_RENAMED_HOOKS = {"_code": "code", "_latent_shape": "latent_shape"}
 
 
 def _split_batch(data) -> Tuple[tf.Tensor, Optional[tf.Tensor]]:
@@ -69,14 +75,21 @@ def reconstruction_loss(x: tf.Tensor, x_hat: tf.Tensor) -> tf.Tensor:
 
 
 @keras.saving.register_keras_serializable(package="keras_nrae")
-class Autoencoder(keras.Model):
+class Autoencoder(compat.KerasTrainerHooks, keras.Model):
     """A plain autoencoder f∘g, and the base of every model in keras_nrae.
 
     Minimises 1/B Σ_b ‖x_b − f(g(x_b))‖² (summed over features). Batches are
     tensors, (x, y) tuples or `{"x": ...}` dicts; `evaluate` reports the
     per-pixel `reconstruction_mse`. Subclasses change the training loss
     (`_plain_loss`) and, when the encoder's output is not the code itself,
-    `_code` and `_latent_shape`.
+    the public hooks `code` and `latent_shape` (as `VariationalAutoencoder`
+    does). Their old private names `_code` and `_latent_shape` are deprecated
+    for one release: a subclass that overrides one gets a DeprecationWarning
+    when it is defined, and its override is used as the public hook.
+
+    Keras' private trainer hooks that `fit` needs changed under
+    `MultiWorkerMirroredStrategy` come from `_keras_compat.KerasTrainerHooks`;
+    everything this class overrides itself is public Keras API.
 
     Args:
       encoder: Keras model g, (B, *shape) -> (B, d).
@@ -106,7 +119,7 @@ class Autoencoder(keras.Model):
         input_shape = tuple(input_shape)
         if not self.encoder.built:
             self.encoder.build(input_shape)
-        latent_shape = self._latent_shape(tuple(self.encoder.compute_output_shape(input_shape)))
+        latent_shape = self.latent_shape(tuple(self.encoder.compute_output_shape(input_shape)))
         if not self.decoder.built:
             self.decoder.build(latent_shape)
         output_shape = tuple(self.decoder.compute_output_shape(latent_shape))
@@ -118,22 +131,58 @@ class Autoencoder(keras.Model):
             )
         super().build(input_shape)
 
-    def _latent_shape(self, encoder_output_shape: tuple) -> tuple:
-        """The decoder's input shape given the encoder's output shape."""
+    # -- subclass hooks ----------------------------------------------------------
+
+    def latent_shape(self, encoder_output_shape: tuple) -> tuple:
+        """Subclass hook: the decoder's input shape (B, d) given the encoder's output shape.
+
+        The identity here; override it with `code` when the encoder's output
+        is not the code itself.
+        """
         return encoder_output_shape
 
-    def _code(self, encoder_output: tf.Tensor) -> tf.Tensor:
-        """The code z (B, d) given the encoder's output."""
+    def code(self, encoder_output: tf.Tensor) -> tf.Tensor:
+        """Subclass hook: the code z (B, d), the decoder's input, given the encoder's output.
+
+        The identity here; `VariationalAutoencoder` returns the mean of its
+        [mean, log-variance] output. `call`, `encode`, the NRAE loss and
+        `export_saved_model` all take the code through this hook.
+        """
         return encoder_output
+
+    def _latent_shape(self, encoder_output_shape: tuple) -> tuple:
+        """Deprecated alias of `latent_shape`, for one release."""
+        return _inherited_hook(self, "_latent_shape")(encoder_output_shape)
+
+    def _code(self, encoder_output: tf.Tensor) -> tf.Tensor:
+        """Deprecated alias of `code`, for one release."""
+        return _inherited_hook(self, "_code")(encoder_output)
+
+    def __init_subclass__(cls, **kwargs):
+        """Warn about, and keep using, an override of a hook's old private name."""
+        super().__init_subclass__(**kwargs)
+        for old, new in _RENAMED_HOOKS.items():
+            if old not in vars(cls):
+                continue
+            warnings.warn(
+                f"{cls.__qualname__} overrides {old}, the old name of the subclass hook "
+                f"Autoencoder.{new}; override {new} instead. {old} is deprecated and will "
+                f"be removed in the next release; until then {cls.__qualname__}.{old} is "
+                f"used as its {new}.",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            if new not in vars(cls):
+                setattr(cls, new, vars(cls)[old])
 
     def call(self, inputs, training=None):
         """f(g(x)) for x (B, *shape), or a {"x": ...} batch."""
         x = inputs["x"] if isinstance(inputs, dict) else inputs
-        return self.decoder(self._code(self.encoder(x, training=training)), training=training)
+        return self.decoder(self.code(self.encoder(x, training=training)), training=training)
 
     def encode(self, x, batch_size: int = 1024) -> tf.Tensor:
         """g(x) (N, d) for x (N, *shape), numpy or tensor, in chunks of `batch_size`."""
-        return self._code(self._map_in_chunks(self.encoder, x, batch_size))
+        return self.code(self._map_in_chunks(self.encoder, x, batch_size))
 
     def decode(self, z, batch_size: int = 1024) -> tf.Tensor:
         """f(z) (N, *shape) for codes z (N, d), numpy or tensor, in chunks of `batch_size`."""
@@ -187,7 +236,7 @@ class Autoencoder(keras.Model):
                 )
         super().compile(optimizer=optimizer, **kwargs)
         self.check_finite = bool(check_finite)
-        self._compile_config.config["check_finite"] = self.check_finite
+        compat.record_compile_argument(self, "check_finite", self.check_finite)
 
     def fit(self, x=None, *args, **kwargs):
         """`keras.Model.fit`, with the model's own callbacks added (`StopOnNonFinite`
@@ -205,18 +254,6 @@ class Autoencoder(keras.Model):
     def _own_callbacks(self) -> list:
         """Callbacks `fit` adds unless one of the same class is passed: `StopOnNonFinite`."""
         return [StopOnNonFinite()] if self.check_finite else []
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        """Keras', built from one replica's batch (works under several workers; see `_keras_compat`)."""
-        if iterator is not None and self._distribute_strategy is not None:
-            data_batch = compat.first_replica_batch(self.distribute_strategy, iterator)
-        super()._maybe_symbolic_build(data_batch=data_batch)
-
-    def _make_function(self, step_function):
-        """Keras', with step outputs its multi-worker reduction takes (see `_keras_compat`)."""
-        return super()._make_function(
-            compat.reducible_step(self.distribute_strategy, step_function)
-        )
 
     def compile_from_config(self, config):
         """Recompile a loaded model (Keras skips models that override compile)."""
@@ -400,11 +437,11 @@ class NeighborhoodReconstructionModel(Autoencoder):
         rows = lambda t: tf.reshape(t, tf.concat([[-1], tf.shape(x)[1:]], 0))
         slots = neighbors.shape[1]
         if self.include_center:
-            codes = self._code(self.encoder(rows(neighbors), training=training))
+            codes = self.code(self.encoder(rows(neighbors), training=training))
             z_neighbors = tf.reshape(codes, [-1, slots, codes.shape[-1]])
             return z_neighbors[:, 0], z_neighbors
         batch = tf.shape(x)[0]
-        codes = self._code(self.encoder(tf.concat([x, rows(neighbors)], 0), training=training))
+        codes = self.code(self.encoder(tf.concat([x, rows(neighbors)], 0), training=training))
         return codes[:batch], tf.reshape(codes[batch:], [-1, slots, codes.shape[-1]])
 
     def _training_loss(self, x, neighbors, targets):
@@ -428,6 +465,18 @@ class NeighborhoodReconstructionModel(Autoencoder):
             "include_center": self.include_center,
             "expand_output_activation": self.expand_output_activation,
         }
+
+
+def _inherited_hook(model: Autoencoder, old: str):
+    """The public hook that the deprecated name `old` means on model.
+
+    Reached from outside, or from an override of `old` calling `super().<old>(...)`:
+    then it is the hook that the class nearest to `Autoencoder` that overrides
+    `old` inherits (its own `old` is its public hook, see `__init_subclass__`).
+    """
+    new = _RENAMED_HOOKS[old]
+    overriding = [c for c in type(model).__mro__ if c is not Autoencoder and old in vars(c)]
+    return getattr(super(overriding[-1], model), new) if overriding else getattr(model, new)
 
 
 def _refuse_unless_center_first(x, neighbors, loss):

@@ -170,7 +170,7 @@ def test_a_run_that_is_wrong_from_its_first_epoch_is_reported_not_scored():
     model = image_benchmark.train_baseline("AE", x, config, seed=0)
     assert image_benchmark.reconstruction_mse(model, x) > np.mean((x - x.mean(0)) ** 2)  # finite, useless
     assert model.diverged and model.divergence
-    assert np.isnan(image_benchmark._score(model, x))
+    assert np.isnan(image_benchmark.validation_score(model, x))
 
 
 def test_a_run_that_blows_up_is_reported_not_scored():
@@ -178,7 +178,7 @@ def test_a_run_that_blows_up_is_reported_not_scored():
     config = dataclasses.replace(image_benchmark.SMOKE_CONFIG, learning_rate=1e12, epochs=5)
     model = image_benchmark.train_baseline("WAE", x, config, seed=0)
     assert model.diverged
-    assert np.isnan(image_benchmark._score(model, x))
+    assert np.isnan(image_benchmark.validation_score(model, x))
 
 
 class _Halving:

@@ -77,6 +77,31 @@ def test_the_trainer_hooks_the_model_overrides_keep_their_signatures():
     assert "self._make_function(self.train_step)" in inspect.getsource(trainer.make_train_function)
 
 
+def test_keras_internals_are_overridden_only_through_keras_trainer_hooks():
+    """The models override no private keras.Model attribute themselves: `KerasTrainerHooks` does,
+    with the signatures pinned above."""
+    from keras_nrae import Autoencoder, baselines, model
+
+    private = {name for name in dir(keras.Model) if name.startswith("_") and not name.startswith("__")}
+    for module in (model, baselines):
+        for cls in vars(module).values():
+            if isinstance(cls, type) and issubclass(cls, keras.Model):
+                assert not private & set(vars(cls)), cls
+    assert Autoencoder.__mro__[1:3] == (compat.KerasTrainerHooks, keras.Model)
+    for name in ("_maybe_symbolic_build", "_make_function"):
+        ours, keras_hook = getattr(compat.KerasTrainerHooks, name), getattr(tf_trainer.TensorFlowTrainer, name)
+        assert inspect.signature(ours) == inspect.signature(keras_hook), name
+
+
+def test_record_compile_argument_reaches_compile_from_config():
+    from keras_nrae import Autoencoder
+    from keras_nrae.architectures import mlp_autoencoder
+
+    model = Autoencoder(*mlp_autoencoder((3,), 1, hidden=(4,)))
+    model.compile(check_finite=False)
+    assert model.get_compile_config()["check_finite"] is False
+
+
 def test_keras_reduces_step_outputs_of_several_workers_with_a_mean_over_axis_0():
     source = inspect.getsource(tf_trainer.reduce_per_replica)
     assert 'strategy.reduce("MEAN", v, axis=0)' in source

@@ -148,3 +148,58 @@ def test_integer_data_is_refused():
 def test_compile_refuses_a_loss():
     with pytest.raises(ValueError, match="defines its own loss"):
         model().compile("adam", loss="mse")
+
+
+def test_code_and_latent_shape_are_public_hooks():
+    """A subclass whose encoder outputs more than the code overrides `code` and `latent_shape`."""
+    from keras_nrae import Autoencoder
+
+    class FirstHalf(NeighborhoodReconstructionModel):
+        def latent_shape(self, encoder_output_shape):
+            return (encoder_output_shape[0], encoder_output_shape[1] // 2)
+
+        def code(self, encoder_output):
+            return encoder_output[:, : encoder_output.shape[1] // 2]
+
+    encoder, _ = mlp_autoencoder((D,), 2 * LATENT, hidden=(16,))
+    _, decoder = mlp_autoencoder((D,), LATENT, hidden=(16,))
+    nrae = FirstHalf(encoder, decoder)
+    x, neighbors = data()
+    assert nrae.encode(x).shape == (N, LATENT)
+    assert np.isfinite(float(nrae.neighborhood_loss(x, neighbors)))
+    # The old private names still answer for one release, through the public hooks.
+    assert nrae._latent_shape((None, 2 * LATENT)) == (None, LATENT)
+    assert_close(nrae._code(encoder(x)), nrae.code(encoder(x)))
+    plain = Autoencoder(*mlp_autoencoder((D,), LATENT, hidden=(16,)))
+    assert plain._latent_shape((None, LATENT)) == (None, LATENT)
+
+
+def test_overriding_an_old_private_hook_warns_and_is_still_used():
+    """`_code` / `_latent_shape`, the hooks' old names: a DeprecationWarning when the class is
+    defined, and the override is what `code` / `latent_shape` do (no silent change)."""
+    with pytest.warns(DeprecationWarning, match="overrides _code.*override code instead"):
+        with pytest.warns(DeprecationWarning, match="overrides _latent_shape"):
+
+            class OldStyle(NeighborhoodReconstructionModel):
+                def _latent_shape(self, encoder_output_shape):
+                    return (encoder_output_shape[0], encoder_output_shape[1] // 2)
+
+                def _code(self, encoder_output):
+                    return 2.0 * super()._code(encoder_output[:, : encoder_output.shape[1] // 2])
+
+    assert OldStyle.code is OldStyle._code and OldStyle.latent_shape is OldStyle._latent_shape
+    encoder, _ = mlp_autoencoder((D,), 2 * LATENT, hidden=(16,))
+    _, decoder = mlp_autoencoder((D,), LATENT, hidden=(16,))
+    nrae = OldStyle(encoder, decoder)
+    x, neighbors = data()
+    assert_close(nrae.encode(x), 2.0 * encoder(x)[:, :LATENT])  # super()._code: the inherited identity
+    assert np.isfinite(float(nrae.neighborhood_loss(x, neighbors)))
+
+    with pytest.warns(DeprecationWarning, match="overrides _code"):
+
+        class OlderStyle(OldStyle):  # an old-style override of an old-style override
+            def _code(self, encoder_output):
+                return super()._code(encoder_output) + 1.0
+
+    nrae = OlderStyle(encoder, decoder)
+    assert_close(nrae.encode(x), 2.0 * encoder(x)[:, :LATENT] + 1.0)

@@ -3,3 +3,5 @@
 Used by the `keras-nrae` command, the examples and the benchmarks; never imported by
 `import keras_nrae`.
 """
+
+__all__ = ["experiments", "image_benchmark", "toy"]

@@ -30,14 +30,27 @@ import tensorflow as tf
 
 from keras_nrae import kernels
 from keras_nrae._files import atomic_open
+from keras_nrae._plotting import png_bytes, require_matplotlib
 from keras_nrae.paper import toy
 from keras_nrae.architectures import mlp_autoencoder
-from keras_nrae.callbacks import _png_bytes, _require_matplotlib
-from keras_nrae.data import neighborhood_dataset
+from keras_nrae.pipeline import neighborhood_dataset
 from keras_nrae.datasets import load_images
 from keras_nrae.graph import NeighborGraph
 from keras_nrae.metrics import latent_order_correlation, manifold_distance
 from keras_nrae.model import Autoencoder, NeighborhoodReconstructionModel
+
+__all__ = [
+    "TrainSettings",
+    "connectivity",
+    "decoded_curve",
+    "denoising",
+    "digit_experiment",
+    "example_main",
+    "format_metrics",
+    "image_strip",
+    "override_settings",
+    "train_model",
+]
 
 VARIANTS = ("AE", "NRAE-L", "NRAE-Q")
 _ORDERS = {"NRAE-L": 1, "NRAE-Q": 2}
@@ -217,7 +230,7 @@ def sequence_experiment(
 
 def curve_figure(points: np.ndarray, curve: np.ndarray, curves: Dict[str, np.ndarray], metrics: Dict[str, dict], title: str):
     """One panel per variant: the data, the true curve (dashed) and the decoded curve."""
-    _require_matplotlib("experiments.curve_figure")
+    require_matplotlib("keras_nrae.paper.experiments.curve_figure")
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(4.2 * len(curves), 3.6), dpi=100)
@@ -237,7 +250,7 @@ def curve_figure(points: np.ndarray, curve: np.ndarray, curves: Dict[str, np.nda
 
 def strip_figure(data_strip: np.ndarray, strips: Dict[str, np.ndarray], metrics: Dict[str, dict], title: str):
     """Rows: the data (in true order), then each variant's images decoded along its latent axis."""
-    _require_matplotlib("experiments.strip_figure")
+    require_matplotlib("keras_nrae.paper.experiments.strip_figure")
     from matplotlib.figure import Figure
 
     rows = {"data (true order)": data_strip, **strips}
@@ -272,7 +285,7 @@ def write_results(out_dir: str, metrics: dict, figures: Dict[str, object]) -> No
         json.dump(metrics, f, indent=2)
     for name, figure in figures.items():
         with atomic_open(os.path.join(out_dir, f"{name}.png"), "wb") as f:
-            f.write(_png_bytes(figure))
+            f.write(png_bytes(figure))
 
 
 def format_metrics(metrics: Dict[str, dict]) -> str:

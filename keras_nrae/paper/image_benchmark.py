@@ -64,12 +64,42 @@ from keras_nrae.baselines import (
     WassersteinAutoencoder,
     target_embedding,
 )
-from keras_nrae.data import neighborhood_dataset
+from keras_nrae.pipeline import neighborhood_dataset
 from keras_nrae.datasets import load_images
 from keras_nrae.finite import NonFiniteError
 from keras_nrae.graph import NeighborGraph
 from keras_nrae.metrics import reconstruction_mse
 from keras_nrae.model import NeighborhoodReconstructionModel
+
+__all__ = [
+    "BenchmarkConfig",
+    "CellStore",
+    "DivergenceMonitor",
+    "GRAE_TARGET",
+    "MODEL_NAMES",
+    "NRAE_ORDERS",
+    "NraeSettings",
+    "SMOKE_CONFIG",
+    "baseline_grid",
+    "benchmark_dataset",
+    "build_baseline",
+    "build_nrae",
+    "encoder_decoder",
+    "failure_reason",
+    "grae_targets",
+    "main",
+    "markdown_table",
+    "mean_image_mse",
+    "run",
+    "select_baseline",
+    "select_nrae",
+    "train_baseline",
+    "train_nrae",
+    "training_subset",
+    "validation_images",
+    "validation_score",
+    "validation_split",
+]
 
 # The GRAE authors' target: PHATE (their knn = 5), where the `grae` extra is installed.
 GRAE_TARGET = "phate" if importlib.util.find_spec("phate") else "spectral"
@@ -160,7 +190,8 @@ def training_subset(x: np.ndarray, size: str, small_size: int) -> np.ndarray:
 # -- models ----------------------------------------------------------------------
 
 
-def _pair(shape, config: BenchmarkConfig, latent_dim: Optional[int] = None):
+def encoder_decoder(shape, config: BenchmarkConfig, latent_dim: Optional[int] = None):
+    """(encoder, decoder) of `config.arch` for images of `shape`, with latent_dim (default config's) codes."""
     latent_dim = latent_dim or config.latent_dim
     if config.arch == "conv":
         return conv_autoencoder(shape, latent_dim, activation=config.activation)
@@ -196,23 +227,23 @@ def build_baseline(
     """One of `BASELINE_NAMES` with `BASELINE_SETTINGS`, updated by `chosen` (weights seeded by the caller)."""
     settings = {**BASELINE_SETTINGS.get(name, {}), **(chosen or {})}
     if name == "AE":
-        return Autoencoder(*_pair(shape, config))
+        return Autoencoder(*encoder_decoder(shape, config))
     if name == "DAE":
-        return DenoisingAutoencoder(*_pair(shape, config), seed=seed, **settings)
+        return DenoisingAutoencoder(*encoder_decoder(shape, config), seed=seed, **settings)
     if name == "CAE":
-        return ContractiveAutoencoder(*_pair(shape, config), **settings)
+        return ContractiveAutoencoder(*encoder_decoder(shape, config), **settings)
     if name == "VAE":
-        encoder = _pair(shape, config, 2 * config.latent_dim)[0]
-        return VariationalAutoencoder(encoder, _pair(shape, config)[1], seed=seed, **settings)
+        encoder = encoder_decoder(shape, config, 2 * config.latent_dim)[0]
+        return VariationalAutoencoder(encoder, encoder_decoder(shape, config)[1], seed=seed, **settings)
     if name == "WAE":
-        return WassersteinAutoencoder(*_pair(shape, config), seed=seed, **settings)
+        return WassersteinAutoencoder(*encoder_decoder(shape, config), seed=seed, **settings)
     if name == "GRAE":
         weight = settings["lam"] * int(np.prod(shape)) / config.latent_dim
         relax_epochs = config.epochs if settings["relax"] else None
-        return GeometryRegularizedAutoencoder(*_pair(shape, config), weight=weight, relax_epochs=relax_epochs)
+        return GeometryRegularizedAutoencoder(*encoder_decoder(shape, config), weight=weight, relax_epochs=relax_epochs)
     if name == "SPAE":
         weight = settings["lam"] * int(np.prod(shape))
-        return StructurePreservingAutoencoder(*_pair(shape, config), weight=weight, scaling=settings["scaling"])
+        return StructurePreservingAutoencoder(*encoder_decoder(shape, config), weight=weight, scaling=settings["scaling"])
     raise ValueError(f"Unknown baseline {name!r}; expected one of {BASELINE_NAMES}.")
 
 
@@ -343,7 +374,7 @@ def build_nrae(
 ) -> NeighborhoodReconstructionModel:
     """NRAE of the given order with kernel `Binary(lam)` on the protocol's architecture (weights seeded by the caller)."""
     return NeighborhoodReconstructionModel(
-        *_pair(shape, config), order=order, kernel=kernels.Binary(lam),
+        *encoder_decoder(shape, config), order=order, kernel=kernels.Binary(lam),
         expand_output_activation=expand_output_activation,
     )
 
@@ -369,8 +400,8 @@ def validation_images(dataset: str, config: BenchmarkConfig) -> Tuple[np.ndarray
     return validation_split(x_train, config.validation_fraction)
 
 
-def _score(model: Autoencoder, x: np.ndarray) -> float:
-    """Per-pixel MSE on x, or NaN for a run `_train` flagged as diverged."""
+def validation_score(model: Autoencoder, x: np.ndarray) -> float:
+    """Per-pixel MSE of model on x, or NaN for a run `_train` flagged as diverged (the score runs are chosen and reported by)."""
     if getattr(model, "diverged", False):
         return float("nan")
     mse = reconstruction_mse(model, x)
@@ -390,7 +421,7 @@ def select_nrae(
     best = {}
     for order, k, lam in itertools.product(config.orders, config.k_grid, config.lam_grid):
         model = train_nrae(x_fit, order, k, lam, config, seed=0, graph=graphs[k])
-        mse = _score(model, x_val)
+        mse = validation_score(model, x_val)
         log(f"  validation  {NRAE_NAMES[order]}  k={k:<3d} lam={lam:<6g} "
             + (f"mse={mse:.5f}" if np.isfinite(mse)
                else f"DIVERGED (not selectable): {getattr(model, 'divergence', None)}"))
@@ -411,7 +442,7 @@ def select_baseline(
     targets = grae_targets(x_fit, config) if name == "GRAE" else None
     best = {"settings": None, "validation_mse": None}
     for settings in baseline_grid(name, config):
-        mse = _score(train_baseline(name, x_fit, config, 0, targets=targets, chosen=settings), x_val)
+        mse = validation_score(train_baseline(name, x_fit, config, 0, targets=targets, chosen=settings), x_val)
         log(f"  validation  {name}  {_describe(settings)}  "
             + (f"mse={mse:.5f}" if np.isfinite(mse) else "DIVERGED (not selectable)"))
         if np.isfinite(mse) and (best["settings"] is None or mse < best["validation_mse"]):
@@ -556,7 +587,7 @@ def benchmark_dataset(
                 else:
                     model = None
                 if model is not None:
-                    mse = _score(model, x_test)
+                    mse = validation_score(model, x_test)
                     status = "ok" if np.isfinite(mse) else "diverged"
                 store.put(key, dict(dataset=dataset, size=size, model=name, seed=seed, test_mse=mse,
                                     status=status, settings=settings, seconds=time.perf_counter() - start))

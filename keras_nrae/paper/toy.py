@@ -18,6 +18,8 @@ import numpy as np
 
 from keras_nrae._checks import integer_at_least, non_negative
 
+__all__ = ["noisy_sine", "rotated_digit", "shifted_digit", "sparse_spiral"]
+
 Curve = Tuple[np.ndarray, np.ndarray]
 
 

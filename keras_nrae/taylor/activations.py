@@ -14,6 +14,8 @@ from typing import Callable, Dict, Optional, Tuple
 import keras
 import tensorflow as tf
 
+__all__ = ["DERIVATIVES", "ELEMENTWISE", "derivatives"]
+
 ELEMENTWISE = tuple(
     keras.activations.get(name)
     for name in (

@@ -30,6 +30,8 @@ from keras_nrae import _keras_compat as compat
 from keras_nrae.taylor.layerwise import CHAIN_REQUIREMENT, DROPOUTS
 from keras_nrae.taylor.streams import TaylorTerms, rows, slots
 
+__all__ = ["bind_training", "check_per_example", "repeated_terms", "vectorized_terms"]
+
 # Layers whose training-mode call is random or mixes the examples of a batch.
 _NOT_PER_EXAMPLE_IN_TRAINING = DROPOUTS + (
     keras.layers.GaussianNoise, keras.layers.AlphaDropout, keras.layers.BatchNormalization

@@ -35,6 +35,17 @@ from keras_nrae import _keras_compat as compat
 from keras_nrae.taylor.activations import ELEMENTWISE, derivatives
 from keras_nrae.taylor.streams import TaylorTerms, rows, slots
 
+__all__ = [
+    "CHAIN_REQUIREMENT",
+    "DROPOUTS",
+    "LAYER_RULES",
+    "affine",
+    "layer_chain",
+    "layerwise_terms",
+    "output_activation_split",
+    "require_layer_chain",
+]
+
 _TRANSPOSED_CONVS = (
     keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose
 )

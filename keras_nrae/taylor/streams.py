@@ -9,6 +9,8 @@ from typing import Optional, Tuple
 
 import tensorflow as tf
 
+__all__ = ["TaylorTerms", "rows", "slots"]
+
 TaylorTerms = Tuple[tf.Tensor, tf.Tensor, Optional[tf.Tensor]]
 
 

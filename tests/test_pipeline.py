@@ -1,4 +1,4 @@
-"""neighborhood_dataset: coverage, sampling rules, determinism, errors and a fit."""
+"""keras_nrae.pipeline.neighborhood_dataset: coverage, sampling rules, determinism, errors and a fit."""
 
 import collections
 
@@ -256,3 +256,17 @@ def test_bad_input(x, kwargs, error, match):
 def test_graph_must_be_a_neighbor_graph():
     with pytest.raises(TypeError, match="NeighborGraph"):
         neighborhood_dataset(indexed_data(), np.zeros((N, K), np.int32), 8)
+
+
+def test_data_module_is_a_deprecated_alias():
+    """keras_nrae.data, the module's old name, still imports for one release, with a warning."""
+    import importlib
+    import sys
+
+    import keras_nrae.pipeline
+
+    sys.modules.pop("keras_nrae.data", None)
+    with pytest.warns(DeprecationWarning, match="keras_nrae.pipeline"):
+        data = importlib.import_module("keras_nrae.data")
+    assert data.neighborhood_dataset is keras_nrae.pipeline.neighborhood_dataset
+    assert data.__all__ == keras_nrae.pipeline.__all__ == ["neighborhood_dataset"]
