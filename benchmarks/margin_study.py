@@ -38,12 +38,17 @@ CELLS = (
     *(("cifar10", n, None, (0, 1)) for n in (500, 1000)),
     *(("mnist", 1000, d, (0, 1)) for d in (2, 32)),
 )
-PROTOCOL_LATENT = {"mnist": 10, "cifar10": 128}  # BenchmarkConfig's grey / colour latent sizes
 NRAE_ORDERS = {1: "NRAE-L", 2: "NRAE-Q"}
 
 
 def cell_folder(out: Path, dataset: str, n: int, latent: Optional[int]) -> Path:
-    return out / f"{dataset}-n{n}-d{latent or PROTOCOL_LATENT[dataset]}"
+    """OUT/<dataset>-n<N>-d<D>, D the protocol's latent size (grey or colour) when latent is None."""
+    from keras_nrae.paper.image_benchmark import BenchmarkConfig
+
+    config = BenchmarkConfig()
+    protocol_latent = dict(config.colour).get("latent_dim", config.latent_dim) if dataset.startswith("cifar") \
+        else config.latent_dim
+    return out / f"{dataset}-n{n}-d{latent or protocol_latent}"
 
 
 def run_cell(out: Path, dataset: str, n: int, latent: Optional[int], seeds) -> None:
