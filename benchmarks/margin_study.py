@@ -32,31 +32,26 @@ if __name__ == "__main__":
 
 import numpy as np
 
+from keras_nrae.datasets import IMAGE_FORMATS
+from keras_nrae.paper import image_benchmark as protocol
+
 # (dataset, training images N, latent size D or None for the protocol's, seeds)
 CELLS = (
     *(("mnist", n, None, (0, 1, 2)) for n in (500, 1000, 2000)),
     *(("cifar10", n, None, (0, 1)) for n in (500, 1000)),
     *(("mnist", 1000, d, (0, 1)) for d in (2, 32)),
 )
-NRAE_ORDERS = {1: "NRAE-L", 2: "NRAE-Q"}
-
 
 def cell_folder(out: Path, dataset: str, n: int, latent: Optional[int]) -> Path:
     """OUT/<dataset>-n<N>-d<D>, D the protocol's latent size (grey or colour) when latent is None."""
-    from keras_nrae.paper.image_benchmark import BenchmarkConfig
-
-    config = BenchmarkConfig()
-    protocol_latent = dict(config.colour).get("latent_dim", config.latent_dim) if dataset.startswith("cifar") \
-        else config.latent_dim
+    protocol_latent = protocol.BenchmarkConfig().for_images(IMAGE_FORMATS[dataset].shape).latent_dim
     return out / f"{dataset}-n{n}-d{latent or protocol_latent}"
 
 
 def run_cell(out: Path, dataset: str, n: int, latent: Optional[int], seeds) -> None:
-    from keras_nrae.paper import image_benchmark
-
     argv = [dataset, "--small-size", str(n), "--seeds", *map(str, seeds),
             "--models", "AE", "NRAE-L", "NRAE-Q", "--out", str(cell_folder(out, dataset, n, latent))]
-    image_benchmark.main(argv + (["--latent-dim", str(latent)] if latent else []))
+    protocol.main(argv + (["--latent-dim", str(latent)] if latent else []))
 
 
 def _read(folder: Path):
@@ -74,7 +69,7 @@ def _read(folder: Path):
         selection = [v for k, v in values.items() if re.fullmatch(r"selection/[^/]+/S", k)]
         if not selection:
             return None
-        chosen = NRAE_ORDERS[min(selection[0], key=lambda s: s["validation_mse"])["order"]]
+        chosen = protocol.NRAE_NAMES[min(selection[0], key=lambda s: s["validation_mse"])["order"]]
         return [v for k, v in values.items() if k.startswith("row/")], chosen, config
     if md.is_file() and (folder / "image_benchmark.csv").is_file():
         text = md.read_text()
@@ -102,7 +97,7 @@ def margin(folder: Path) -> Optional[Dict]:
     latent = int(re.search(r"latent_dim=(\d+)", config).group(1))
     colour = re.search(r"colour=\(\('latent_dim', (\d+)\)", config)
     dataset = rows[0]["dataset"]
-    if dataset.startswith("cifar") and colour:
+    if colour and IMAGE_FORMATS[dataset].shape[-1] == 3:  # the harness gives colour images the colour latent size
         latent = int(colour.group(1))
     return {"dataset": dataset, "n": n, "latent": latent, "chosen": chosen, "ae": ae, "nrae": nrae,
             "margin": nrae / ae - 1, "seeds": len(mse["AE"])}
