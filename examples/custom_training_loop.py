@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from keras_nrae import NeighborGraph, kernels, metrics, neighborhood_dataset  # noqa: E402
-from keras_nrae.paper import toy  # noqa: E402
+from keras_nrae import toy  # noqa: E402
 from keras_nrae.architectures import mlp_autoencoder  # noqa: E402
 from keras_nrae.losses import neighborhood_reconstruction_loss, squared_distances  # noqa: E402
 

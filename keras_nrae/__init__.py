@@ -11,11 +11,14 @@ from keras_nrae import (  # noqa: E402
     callbacks,
     datasets,
     distribute,
+    divergence,
     finite,
     kernels,
     losses,
     metrics,
+    recipe,
     taylor,
+    toy,
 )
 from keras_nrae._files import FileFormatError  # noqa: E402
 from keras_nrae._version import __version__  # noqa: E402
@@ -40,6 +43,7 @@ __all__ = [
     "callbacks",
     "datasets",
     "distribute",
+    "divergence",
     "export_saved_model",
     "finite",
     "kernels",
@@ -48,7 +52,9 @@ __all__ = [
     "losses",
     "metrics",
     "neighborhood_dataset",
+    "recipe",
     "taylor",
+    "toy",
 ]
 
 

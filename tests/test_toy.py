@@ -1,9 +1,9 @@
-"""keras_nrae.paper.toy: the generators against closed forms and numpy image operations."""
+"""keras_nrae.toy: the generators against closed forms and numpy image operations."""
 
 import numpy as np
 import pytest
 
-from keras_nrae.paper import toy
+from keras_nrae import toy
 
 
 def test_noisy_sine_without_noise_lies_on_the_sine_curve():

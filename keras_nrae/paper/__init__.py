@@ -4,4 +4,4 @@ Used by the `keras-nrae` command, the examples and the benchmarks; never importe
 `import keras_nrae`.
 """
 
-__all__ = ["experiments", "image_benchmark", "toy"]
+__all__ = ["experiments", "image_benchmark"]

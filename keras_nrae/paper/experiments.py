@@ -31,7 +31,7 @@ import tensorflow as tf
 from keras_nrae import kernels
 from keras_nrae._files import atomic_open
 from keras_nrae._plotting import png_bytes, require_matplotlib
-from keras_nrae.paper import toy
+from keras_nrae import toy
 from keras_nrae.architectures import mlp_autoencoder
 from keras_nrae.pipeline import neighborhood_dataset
 from keras_nrae.datasets import load_images
