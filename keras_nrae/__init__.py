@@ -19,6 +19,7 @@ from keras_nrae import (  # noqa: E402
     recipe,
     taylor,
     toy,
+    tuning,
 )
 from keras_nrae._files import FileFormatError  # noqa: E402
 from keras_nrae._version import __version__  # noqa: E402
@@ -55,6 +56,7 @@ __all__ = [
     "recipe",
     "taylor",
     "toy",
+    "tuning",
 ]
 
 
