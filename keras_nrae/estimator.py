@@ -28,16 +28,11 @@ from sklearn.base import (  # noqa: E402
 from sklearn.utils import check_random_state  # noqa: E402
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data  # noqa: E402
 
-from keras_nrae import architectures, kernels  # noqa: E402
 from keras_nrae._checks import check_order, integer_at_least, non_negative, positive  # noqa: E402
-from keras_nrae.pipeline import neighborhood_dataset  # noqa: E402
 from keras_nrae.graph import NeighborGraph  # noqa: E402
-from keras_nrae.model import NeighborhoodReconstructionModel  # noqa: E402
+from keras_nrae.recipe import ARCHITECTURES, NRAE_ORDERS, Recipe, train  # noqa: E402
 
-ARCHITECTURES = ("mlp", "conv")
-# Tracing the NRAE train step takes seconds; up to this many steps, running
-# them eagerly is faster (e.g. quick trials, scikit-learn's estimator checks).
-EAGER_MAX_STEPS = 20
+NRAE_NAMES = {order: name for name, order in NRAE_ORDERS.items()}
 _POSITIVE_INTS = ("n_components", "n_neighbors", "batch_size", "neighbors_per_point")
 # epochs=None: e.g. 100 passes over 1,000 points in batches of 100, 1,000 passes over 100 points.
 MIN_EPOCHS, MIN_STEPS = 100, 1000
@@ -80,8 +75,11 @@ class NRAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     shapes are unchanged) for training, and that map is then folded into the
     first and last Dense layers, so `encoder_`, `decoder_` and `model_` work
     on X in its own units. `architecture="conv"` needs images and uses
-    `keras_nrae.architectures.conv_autoencoder(input_shape, n_components)`
-    on X as given (e.g. in [0, 1]).
+    `keras_nrae.architectures.conv_autoencoder(input_shape, n_components,
+    activation)` on X as given (e.g. in [0, 1]).
+
+    fit trains through `keras_nrae.recipe.train` (`Recipe` of these settings),
+    the path every front end of the library shares.
 
     Args:
       n_components: latent dimension d.
@@ -89,7 +87,7 @@ class NRAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
       n_neighbors: k of the neighbour graph; fit needs more than k points.
       lam: weight of a neighbour relative to the centre (`kernels.Binary`).
       hidden: widths of the MLP's hidden layers (the decoder mirrors them).
-      activation: the MLP's activation; keep it smooth (ELU, tanh,
+      activation: the encoder/decoder's activation; keep it smooth (ELU, tanh,
         softplus) for order 2, since a ReLU decoder has zero Hessian.
       epochs: passes over the data (every point is a centre once per pass);
         None: at least MIN_EPOCHS and enough for MIN_STEPS gradient steps.
@@ -195,25 +193,6 @@ class NRAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     # -- fitting ------------------------------------------------------------------
 
-    def _autoencoder(self) -> Tuple[keras.Model, keras.Model]:
-        """(encoder, decoder) for `architecture` on samples of `input_shape_`."""
-        if self.architecture == "mlp":
-            return architectures.mlp_autoencoder(
-                self.input_shape_, self.n_components, tuple(self.hidden), self.activation
-            )
-        if len(self.input_shape_) < 2:
-            raise ValueError(
-                f'architecture="conv" needs images (N, H, W[, C]), got samples of shape '
-                f"{self.input_shape_}; use architecture=\"mlp\" for (N, D) data."
-            )
-        conv_autoencoder = getattr(architectures, "conv_autoencoder", None)
-        if conv_autoencoder is None:
-            raise NotImplementedError(
-                'architecture="conv" needs keras_nrae.architectures.conv_autoencoder, '
-                'which this version of keras_nrae does not have; use architecture="mlp".'
-            )
-        return conv_autoencoder(self.input_shape_, self.n_components)
-
     def _standardization(self, x: np.ndarray) -> Tuple[np.ndarray, float]:
         """(mean (D,), scale): the per-feature mean and the overall standard
         deviation of x for "mlp"; (0, 1) for "conv", which sees X as given."""
@@ -223,36 +202,21 @@ class NRAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         mean = flat.mean(axis=0)
         return mean, float(np.sqrt(np.mean((flat - mean) ** 2))) or 1.0
 
-    def _schedule(self, num_points: int) -> Tuple[int, int, int]:
-        """(batch size, Keras epochs, steps per Keras epoch) for `epochs` passes over num_points."""
-        batch_size = min(self.batch_size, num_points)
-        steps_per_pass = num_points // batch_size
+    def _recipe(self, num_points: int) -> Recipe:
+        """The `Recipe` fit trains: NRAE of `order` on `architecture`, `epochs` passes
+        (None: the default schedule) shown as at most PROGRESS_EPOCHS Keras epochs."""
         passes = self.epochs
         if passes is None:
+            steps_per_pass = num_points // min(self.batch_size, num_points)
             passes = max(MIN_EPOCHS, -(-MIN_STEPS // steps_per_pass))
-        shown = min(passes, PROGRESS_EPOCHS)
-        return batch_size, shown, -(-passes * steps_per_pass // shown)
-
-    def _train(
-        self, encoder: keras.Model, decoder: keras.Model, x: np.ndarray, graph: NeighborGraph, seed: int
-    ) -> Tuple[NeighborhoodReconstructionModel, dict]:
-        """The model f∘g trained on x (N, *input_shape_) with its graph; and its History.history."""
-        batch_size, epochs, steps_per_epoch = self._schedule(len(x))
-        data = neighborhood_dataset(
-            x, graph, batch_size=batch_size, neighbors_per_point=self.neighbors_per_point,
-            include_center=True, seed=seed,
+        return Recipe(
+            model=NRAE_NAMES[self.order], latent_dim=self.n_components, architecture=self.architecture,
+            hidden=tuple(self.hidden), activation=self.activation,
+            output_activation=None if self.architecture == "mlp" else "sigmoid",
+            epochs=passes, batch_size=self.batch_size, learning_rate=self.learning_rate,
+            progress_epochs=PROGRESS_EPOCHS, k=self.n_neighbors, lam=self.lam,
+            neighbors_per_point=self.neighbors_per_point,
         )
-        model = NeighborhoodReconstructionModel(
-            encoder, decoder, order=self.order, kernel=kernels.Binary(lam=self.lam)
-        )
-        model.compile(
-            optimizer=keras.optimizers.Adam(self.learning_rate),
-            run_eagerly=epochs * steps_per_epoch <= EAGER_MAX_STEPS,
-        )
-        history = model.fit(
-            data.repeat(), epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=self.verbose
-        )
-        return model, history.history
 
     def fit(self, X, y=None) -> "NRAE":
         """Train on X (N, D) or images (N, H, W[, C]), float; y is ignored. Returns self."""
@@ -263,13 +227,18 @@ class NRAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 f"n_neighbors={self.n_neighbors} needs more than {self.n_neighbors} "
                 f"samples, got {len(x)} sample(s); lower n_neighbors or pass more samples."
             )
+        if self.architecture == "conv" and len(self.input_shape_) < 2:
+            raise ValueError(
+                f'architecture="conv" needs images (N, H, W[, C]), got samples of shape '
+                f"{self.input_shape_}; use architecture=\"mlp\" for (N, D) data."
+            )
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         keras.utils.set_random_seed(seed)
-        encoder, decoder = self._autoencoder()
         mean, scale = self._standardization(x)
         x_train = ((x.reshape(len(x), -1) - mean) / scale).astype(np.float32).reshape(x.shape)
         graph = NeighborGraph.build(x_train, k=self.n_neighbors, verbose=self.verbose)
-        model, history = self._train(encoder, decoder, x_train, graph, seed)
+        run = train(x_train, self._recipe(len(x)), seed, graph=graph, verbose=self.verbose)
+        model, history = run.model, run.history
         if self.architecture == "mlp":
             _fold_standardization(model.encoder, model.decoder, mean, scale)
         self.mean_, self.scale_, self.graph_, self.model_, self.history_ = (

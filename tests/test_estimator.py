@@ -187,22 +187,19 @@ def test_images_are_flattened_for_the_mlp():
         est.transform(images.reshape(30, 4, 2, 2))
 
 
-def test_conv_architecture_uses_conv_autoencoder_or_says_it_is_missing(monkeypatch):
+def test_conv_architecture_uses_conv_autoencoder(monkeypatch):
     images = np.random.default_rng(2).uniform(size=(30, 4, 4, 1)).astype("float32")
     with pytest.raises(ValueError, match='architecture="conv" needs images'):
         NRAE(**TINY, architecture="conv").fit(images.reshape(30, 16))
-    monkeypatch.delattr(architectures, "conv_autoencoder", raising=False)
-    with pytest.raises(NotImplementedError, match="conv_autoencoder"):
-        NRAE(**TINY, architecture="conv").fit(images)
     calls = []
 
-    def conv_autoencoder(input_shape, latent_dim):
-        calls.append((input_shape, latent_dim))
+    def conv_autoencoder(input_shape, latent_dim, **options):
+        calls.append((input_shape, latent_dim, options))
         return architectures.mlp_autoencoder(input_shape, latent_dim, hidden=(8,))
 
-    monkeypatch.setattr(architectures, "conv_autoencoder", conv_autoencoder, raising=False)
+    monkeypatch.setattr("keras_nrae.recipe.conv_autoencoder", conv_autoencoder)
     est = NRAE(**TINY, architecture="conv").fit(images)
-    assert calls == [((4, 4, 1), 2)]
+    assert calls == [((4, 4, 1), 2, {"activation": "elu", "output_activation": "sigmoid"})]
     assert est.scale_ == 1.0 and not est.mean_.any()  # X is used as given
     assert est.transform(images).shape == (30, 2)
 
