@@ -54,7 +54,9 @@ def _load(dataset: str, split: str):
 
 def _recipe(args: argparse.Namespace):
     """The `keras_nrae.recipe.Recipe` of `keras-nrae train`'s options: an MLP with a sigmoid output,
-    the centre and 1 of its k neighbours per slot pair, one Keras epoch per pass."""
+    the centre and 1 of its k neighbours per slot pair, and one Keras epoch per pass, of
+    N // batch_size steps over a seeded, repeated stream (`progress_epochs=epochs`), as
+    this command has always trained."""
     from keras_nrae.recipe import Recipe
 
     return Recipe(
@@ -65,7 +67,7 @@ def _recipe(args: argparse.Namespace):
         epochs=args.epochs,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
-        progress_epochs=None,
+        progress_epochs=args.epochs,
         k=args.k,
         lam=args.lam,
         neighbors_per_point=2,

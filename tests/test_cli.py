@@ -104,7 +104,7 @@ def test_train_exports_a_model_that_reproduces_its_test_mse(tmp_path):
     from keras_nrae.recipe import Recipe
 
     assert summary["settings"] == json.loads(json.dumps(dataclasses.asdict(Recipe(
-        model="NRAE-L", latent_dim=2, hidden=(8,), epochs=2, batch_size=8, k=3, progress_epochs=None,
+        model="NRAE-L", latent_dim=2, hidden=(8,), epochs=2, batch_size=8, k=3, progress_epochs=2,
     ))))
     # Independent recomputation of the reported metric from the exported SavedModel.
     x_test = np.load(data)["x_test"].astype("float32")[..., None] / 255
