@@ -1,4 +1,14 @@
-"""Train an NRAE with a hand-written tf.GradientTape loop and the functional loss.
+"""
+Title: Training an NRAE with a custom training loop
+Author: keras-nrae contributors
+Date created: 2026/12/06
+Last modified: 2026/12/06
+Description: Train an NRAE with a hand-written tf.GradientTape loop and the functional neighbourhood reconstruction loss.
+Accelerator: None
+"""
+
+"""
+## Introduction
 
 `keras_nrae.losses.neighborhood_reconstruction_loss` works on codes, not
 inputs: encode the centres and their neighbours yourself, weigh the slots with
@@ -6,6 +16,10 @@ any kernel, and differentiate the scalar like any other loss. Data: 50 noisy
 points on y = sin x (the paper's de-noising experiment), 1-D latent.
 
     python examples/custom_training_loop.py [--order 2] [--epochs 300] [--smoke]
+"""
+
+"""
+## Setup
 """
 
 import argparse
@@ -24,7 +38,7 @@ from keras_nrae.losses import neighborhood_reconstruction_loss, squared_distance
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--order", type=int, default=1, choices=(1, 2), help="1 = NRAE-L, 2 = NRAE-Q")
     parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--lam", type=float, default=1.0, help="Binary kernel weight of true neighbours")

@@ -1,7 +1,18 @@
-"""Manifold learning with `keras_nrae.NRAE`: NRAE-L, NRAE-Q, a plain AE, PCA and Isomap
-on scikit-learn's S-curve and swiss roll, clean, noisy and sparse.
+"""
+Title: Manifold learning with the scikit-learn estimator
+Author: keras-nrae contributors
+Date created: 2026/12/06
+Last modified: 2026/12/06
+Description: NRAE-L, NRAE-Q, a plain AE, PCA and Isomap on the S-curve and the swiss roll, clean, noisy and sparse.
+Accelerator: None
+"""
 
-Each method embeds the 3-D points in 2-D. The scores compare the embedding
+"""
+## Introduction
+
+`keras_nrae.NRAE`, the scikit-learn estimator, as NRAE-L, NRAE-Q and a plain
+AE, against PCA and Isomap on scikit-learn's S-curve and swiss roll, clean,
+noisy and sparse. Each method embeds the 3-D points in 2-D. The scores compare the embedding
 with the manifold's true, isometric 2-D coordinates (u, y): u is the arc
 length along the curve (t for the S-curve, whose arcs have unit radius;
 ½(t√(1 + t²) + asinh t) for the swiss roll) and y the height. So a noisy
@@ -21,6 +32,10 @@ centre itself), i.e. the plain reconstruction loss.
 
 Writes manifold_learning.png, manifold_learning.md (the table) and
 metrics.json into --out. Needs `pip install keras-nrae[sklearn,examples]`.
+"""
+
+"""
+## Setup
 """
 
 import argparse

@@ -1,4 +1,14 @@
-"""A VAE whose ELBO gets the neighbourhood reconstruction term through a layer.
+"""
+Title: A variational autoencoder with the NRAE term
+Author: keras-nrae contributors
+Date created: 2026/12/06
+Last modified: 2026/12/06
+Description: A VAE whose ELBO gets the neighbourhood reconstruction term through a Keras layer.
+Accelerator: None
+"""
+
+"""
+## Introduction
 
 `keras_nrae.losses.NeighborhoodReconstructionLoss` adds the NRAE loss with
 `add_loss`, so a subclassed model trains on ELBO + weight · NRAE with a plain
@@ -7,6 +17,10 @@ around the centre's posterior mean and asks it to reconstruct the neighbours
 at their posterior means. Data: 50 noisy points on y = sin x, 1-D latent.
 
     python examples/vae_with_nrae.py [--nrae-weight 1.0] [--order 2] [--smoke]
+"""
+
+"""
+## Setup
 """
 
 import argparse
@@ -56,7 +70,7 @@ class NeighborhoodVAE(keras.Model):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nrae-weight", type=float, default=1.0, help="weight of the NRAE term")
     parser.add_argument("--order", type=int, default=1, choices=(1, 2), help="1 = NRAE-L, 2 = NRAE-Q")
     parser.add_argument("--epochs", type=int, default=300)

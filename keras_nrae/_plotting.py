@@ -1,4 +1,4 @@
-"""Package-private matplotlib helpers shared by `keras_nrae.callbacks` and `keras_nrae.paper.experiments`.
+"""Package-private matplotlib helpers shared by `keras_nrae.callbacks` and `keras_nrae.demo`.
 
 matplotlib is optional (`pip install keras-nrae[examples]`): it is imported
 only when a figure is drawn, with the object-oriented API (no pyplot).

@@ -5,6 +5,10 @@
 - `LatentTraversal`, for images: f decoded along the straight latent walk
   z_t = (1 − t) z_start + t z_end, t = 0 … 1, as one image strip.
 
+Its two steps are functions too, for a trained model: `latent_walk` (the
+codes of the walk) and `image_strip` (images side by side, optionally picked
+in the order of a parameter).
+
 Both draw with matplotlib's object-oriented API (no pyplot, the user's
 backend is untouched); matplotlib comes with `pip install keras-nrae[examples]`.
 """
@@ -21,7 +25,55 @@ from keras_nrae._checks import integer_at_least
 from keras_nrae._files import atomic_open
 from keras_nrae._plotting import png_bytes, require_matplotlib
 
-__all__ = ["LatentTraversal", "ManifoldPlot"]
+__all__ = ["LatentTraversal", "ManifoldPlot", "image_strip", "latent_walk"]
+
+
+def latent_walk(model: keras.Model, start, end, steps: int = 10) -> np.ndarray:
+    """The codes (steps, d) of the straight walk z_t = (1 − t) z_start + t z_end, t = linspace(0, 1, steps).
+
+    Args:
+      model: a built autoencoder with `encode` (e.g. `keras_nrae.Autoencoder`).
+      start, end: images shaped like the model's inputs (encoded here), or codes (d,).
+      steps: codes on the walk, ≥ 2.
+    """
+    if not steps >= 2:
+        raise ValueError(f"steps must be at least 2, got {steps!r}.")
+    input_shape = tuple(model.get_build_config()["input_shape"][1:])
+
+    def code(point):
+        point = np.asarray(point)
+        return point if point.shape != input_shape else np.asarray(model.encode(point[None]))[0]
+
+    z_start, z_end = code(start), code(end)
+    t = np.linspace(0.0, 1.0, steps, dtype=z_start.dtype)[:, None]
+    return (1 - t) * z_start + t * z_end
+
+
+def image_strip(images, t=None, steps: Optional[int] = None) -> np.ndarray:
+    """Images (N, H, W), (N, H, W, 1), (N, H, W, 3) or (N, H, W, 4) side by side, clipped to [0, 1].
+
+    Args:
+      images: the images, in the order to show them unless `t` is given.
+      t: optional (N,) parameter: the images are shown in its order.
+      steps: show only this many, evenly spaced (in the order of t); None: all.
+
+    Returns:
+      (H, n·W) for grey images, (H, n·W, C) for C = 3 or 4, n = steps or N.
+    """
+    images = np.asarray(images, np.float32)
+    order = np.arange(len(images)) if t is None else np.argsort(np.asarray(t))
+    if steps is not None:
+        order = order[np.linspace(0, len(order) - 1, steps).round().astype(int)]
+    images = images[order]
+    if images.ndim == 4 and images.shape[-1] == 1:
+        images = images[..., 0]
+    if not (images.ndim == 3 or (images.ndim == 4 and images.shape[-1] in (3, 4))):
+        raise ValueError(
+            f"image_strip needs images (N, H, W), (N, H, W, 1), (N, H, W, 3) or (N, H, W, 4); "
+            f"got {(len(order), *images.shape[1:])}."
+        )
+    return np.clip(np.concatenate(list(images), axis=1), 0.0, 1.0)
+
 
 class _PeriodicImage(keras.callbacks.Callback):
     """Every `every` epochs, writes `_png()` to out_dir/{name}_epoch{E:04d}.png
@@ -189,30 +241,20 @@ class LatentTraversal(_PeriodicImage):
             raise ValueError(f"steps must be at least 2, got {steps!r}.")
         self.steps = steps
 
-    def _endpoint_code(self, point: np.ndarray) -> np.ndarray:
-        """A traversal end: a code as given, or a point of input shape, encoded."""
-        input_shape = tuple(self.model.get_build_config()["input_shape"][1:])
-        if point.shape != input_shape:
-            return point
-        return np.asarray(self.model.encode(point[None]))[0]
-
     def latent_path(self) -> np.ndarray:
-        """(steps, d) codes of the walk."""
-        z_start, z_end = self._endpoint_code(self.start), self._endpoint_code(self.end)
-        t = np.linspace(0.0, 1.0, self.steps, dtype=z_start.dtype)[:, None]
-        return (1 - t) * z_start + t * z_end
+        """(steps, d) codes of the walk (`latent_walk`; image ends are encoded afresh)."""
+        return latent_walk(self.model, self.start, self.end, self.steps)
 
     def strip(self) -> np.ndarray:
-        """The decoded walk side by side, (H, steps·W) or (H, steps·W, C), in [0, 1]."""
-        images = np.asarray(self.model.decode(self.latent_path()), np.float32)
-        if images.ndim == 4 and images.shape[-1] == 1:
-            images = images[..., 0]
-        if not (images.ndim == 3 or (images.ndim == 4 and images.shape[-1] in (3, 4))):
+        """The decoded walk side by side, (H, steps·W) or (H, steps·W, C), in [0, 1] (`image_strip`)."""
+        images = np.asarray(self.model.decode(self.latent_path()))
+        try:
+            return image_strip(images)
+        except ValueError:
             raise ValueError(
                 f"LatentTraversal needs a decoder that outputs images (H, W), "
                 f"(H, W, 1), (H, W, 3) or (H, W, 4); it outputs {images.shape[1:]}."
-            )
-        return np.clip(np.concatenate(list(images), axis=1), 0.0, 1.0)
+            ) from None
 
     def _png(self):
         import matplotlib.image

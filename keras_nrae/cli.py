@@ -2,15 +2,19 @@
 
     keras-nrae demo                      # AE vs NRAE-L vs NRAE-Q on a noisy sine curve
     keras-nrae train --dataset mnist --model nrae-q --out runs/mnist
-    keras-nrae benchmark mnist fashion_mnist --seeds 0 1 2
 
-`keras-nrae <command> --help` lists each command's options.
+`keras-nrae <command> --help` lists each command's options. `demo` is
+`keras_nrae.demo.denoising`; `train` builds a `keras_nrae.recipe.Recipe` from
+its options and trains through `keras_nrae.recipe.train`. The paper's Table 1
+harness is no longer part of the package: `keras-nrae benchmark` only says
+that it moved to `python -m paper.table1` (in a source checkout).
 """
 
 import argparse
 import dataclasses
 import json
 import os
+import shlex
 import sys
 from typing import Optional, Sequence
 
@@ -23,11 +27,11 @@ _MODELS = {"ae": "AE", "nrae-l": "NRAE-L", "nrae-q": "NRAE-Q"}
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from keras_nrae.paper import experiments
+    from keras_nrae import demo
 
-    metrics = experiments.denoising(args.out, args.epochs, args.seed, args.verbose)
+    metrics = demo.denoising(args.out, args.epochs, args.seed, args.verbose)
     print("\nMean distance from each decoded curve to the true sine curve (lower is better):")
-    print(experiments.format_metrics(metrics))
+    print(demo.format_metrics(metrics))
     distance = {name: m["distance_to_true_curve"] for name, m in metrics.items()}
     verdict = all(distance[name] < distance["AE"] for name in ("NRAE-L", "NRAE-Q"))
     print(f"NRAE-L and NRAE-Q below AE: {'yes' if verdict else 'no'}")
@@ -48,30 +52,42 @@ def _load(dataset: str, split: str):
         raise DataError(f"cannot load {split} images of {dataset!r}: {error}") from error
 
 
-def _train(args: argparse.Namespace) -> int:
-    from keras_nrae._files import atomic_open, atomic_path
-    from keras_nrae.export import export_saved_model
-    from keras_nrae.paper import experiments
-    from keras_nrae.metrics import reconstruction_mse
+def _recipe(args: argparse.Namespace):
+    """The `keras_nrae.recipe.Recipe` of `keras-nrae train`'s options: an MLP with a sigmoid output,
+    the centre and 1 of its k neighbours per slot pair, and one Keras epoch per pass, of
+    N // batch_size steps over a seeded, repeated stream (`progress_epochs=epochs`), as
+    this command has always trained."""
+    from keras_nrae.recipe import Recipe
 
-    x_train = _load(args.dataset, "train")[: args.limit]
-    x_test = _load(args.dataset, "test")
-    settings = experiments.TrainSettings(
+    return Recipe(
+        model=_MODELS[args.model],
         latent_dim=args.latent_dim,
         hidden=tuple(args.hidden),
         output_activation="sigmoid",
         epochs=args.epochs,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
+        progress_epochs=args.epochs,
         k=args.k,
+        lam=args.lam,
         neighbors_per_point=2,
         include_center=True,
         replace=False,
-        lam=args.lam,
-        progress_lines=args.epochs,
     )
-    variant = _MODELS[args.model]
-    model = experiments.train_model(x_train, variant, settings, args.seed, args.verbose)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from keras_nrae._files import atomic_open, atomic_path
+    from keras_nrae.export import export_saved_model
+    from keras_nrae.metrics import reconstruction_mse
+    from keras_nrae.recipe import train
+
+    x_train = _load(args.dataset, "train")[: args.limit]
+    x_test = _load(args.dataset, "test")
+    recipe = _recipe(args)
+    if args.verbose:
+        print(f"Training {recipe.model} ({recipe.epochs} passes over {len(x_train)} images):")
+    model = train(x_train, recipe, args.seed, verbose=args.verbose).model
     test_mse = reconstruction_mse(model, x_test)
     os.makedirs(args.out, exist_ok=True)
     with atomic_path(os.path.join(args.out, "model.keras")) as temporary:
@@ -79,26 +95,30 @@ def _train(args: argparse.Namespace) -> int:
     export_saved_model(model, os.path.join(args.out, "saved_model"))
     summary = {
         "dataset": args.dataset,
-        "model": variant,
+        "model": recipe.model,
         "train_images": len(x_train),
         "test_reconstruction_mse": test_mse,
-        "settings": dataclasses.asdict(settings),
+        "settings": dataclasses.asdict(recipe),
     }
     with atomic_open(os.path.join(args.out, "train.json")) as f:
         json.dump(summary, f, indent=2)
-    print(f"{variant} on {args.dataset}: per-pixel test MSE {test_mse:.5f}")
+    print(f"{recipe.model} on {args.dataset}: per-pixel test MSE {test_mse:.5f}")
     print(f"Wrote {args.out}/model.keras, {args.out}/saved_model/ and {args.out}/train.json")
     return 0
 
 
-def _benchmark(args: argparse.Namespace, rest: Sequence[str]) -> int:
-    from keras_nrae.paper import image_benchmark
+_BENCHMARK_MOVED = (
+    "the paper's Table 1 harness moved out of the keras-nrae package into the repository's "
+    "paper/ folder, and this command no longer runs it. From the root of a source checkout "
+    "of keras-nrae, run:\n\n    python -m paper.table1 {args}\n"
+)
 
-    try:
-        image_benchmark.main(rest)
-    except _DATA_ERRORS as error:
-        raise DataError(str(error)) from error
-    return 0
+
+def _benchmark(rest: Sequence[str]) -> int:
+    """`keras-nrae benchmark ARGS`: says where the harness moved, runs nothing; exit status 2."""
+    args = shlex.join(rest) if rest else "<args>"
+    print(f"keras-nrae benchmark: error: {_BENCHMARK_MOVED.format(args=args)}", file=sys.stderr)
+    return 2
 
 
 def _positive_int(text: str) -> int:
@@ -157,8 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "benchmark",
         add_help=False,
-        help="the paper's Table 1 (all options: keras-nrae benchmark --help)",
-        description="Runs keras_nrae.paper.image_benchmark with the remaining arguments.",
+        help="moved: the paper's Table 1 is `python -m paper.table1` in a source checkout",
+        description="The paper's Table 1 harness moved out of the package: python -m paper.table1 <args>.",
     )
     return parser
 
@@ -174,7 +194,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return _demo(args)
         if args.command == "train":
             return _train(args)
-        return _benchmark(args, rest)
+        return _benchmark(rest)
     except DataError as error:
         print(f"keras-nrae {args.command}: error: {error}", file=sys.stderr)
         return 2

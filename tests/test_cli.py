@@ -1,5 +1,6 @@
 """The keras-nrae command: parsing, wiring to the experiments, train + export, clear data errors."""
 
+import dataclasses
 import json
 import os
 import re
@@ -47,7 +48,7 @@ def test_unknown_command_and_bad_options_are_refused(capsys):
 
 
 def test_demo_passes_its_options_and_reports_the_verdict(tmp_path, monkeypatch, capsys):
-    from keras_nrae.paper import experiments
+    from keras_nrae import demo
 
     calls = []
 
@@ -59,7 +60,7 @@ def test_demo_passes_its_options_and_reports_the_verdict(tmp_path, monkeypatch, 
             "NRAE-Q": {"distance_to_true_curve": 0.15},
         }
 
-    monkeypatch.setattr(experiments, "denoising", fake_denoising)
+    monkeypatch.setattr(demo, "denoising", fake_denoising)
     out = str(tmp_path / "demo")
     assert cli.main(["demo", "--out", out, "--epochs", "7", "--seed", "3", "--verbose", "0"]) == 0
     assert calls == [(out, 7, 3, 0)]
@@ -68,13 +69,14 @@ def test_demo_passes_its_options_and_reports_the_verdict(tmp_path, monkeypatch, 
     assert "NRAE-L and NRAE-Q below AE: yes" in printed
 
 
-def test_benchmark_forwards_its_arguments(monkeypatch):
-    from keras_nrae.paper import image_benchmark
-
-    seen = []
-    monkeypatch.setattr(image_benchmark, "main", lambda argv: seen.append(list(argv)))
-    assert cli.main(["benchmark", "mnist", "--seeds", "0", "1", "--smoke"]) == 0
-    assert seen == [["mnist", "--seeds", "0", "1", "--smoke"]]
+def test_benchmark_says_where_the_harness_moved_and_runs_nothing(capsys):
+    assert cli.main(["benchmark", "mnist", "--seeds", "0", "1", "--smoke"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "keras-nrae benchmark: error:" in captured.err and "moved" in captured.err
+    assert "python -m paper.table1 mnist --seeds 0 1 --smoke" in captured.err
+    assert cli.main(["benchmark"]) == 2
+    assert "python -m paper.table1 <args>" in capsys.readouterr().err
 
 
 def _tiny_npz(path, seed=0):
@@ -98,6 +100,12 @@ def test_train_exports_a_model_that_reproduces_its_test_mse(tmp_path):
     assert cli.main(argv) == 0
     summary = json.loads((out / "train.json").read_text())
     assert summary["model"] == "NRAE-L" and summary["train_images"] == 40
+    # The settings are the Recipe that `train` trained, field for field.
+    from keras_nrae.recipe import Recipe
+
+    assert summary["settings"] == json.loads(json.dumps(dataclasses.asdict(Recipe(
+        model="NRAE-L", latent_dim=2, hidden=(8,), epochs=2, batch_size=8, k=3, progress_epochs=2,
+    ))))
     # Independent recomputation of the reported metric from the exported SavedModel.
     x_test = np.load(data)["x_test"].astype("float32")[..., None] / 255
     reconstruct = tf.saved_model.load(str(out / "saved_model")).signatures["reconstruct"]
@@ -134,7 +142,7 @@ _TF_LOG_LINE = re.compile(r"^\S+ \S+: [IWEF] \S+:\d+\]", re.MULTILINE)
 
 
 def test_console_script_entry_point_runs():
-    result = _console_script("benchmark", "--help")
+    result = _console_script("--help")
     assert result.returncode == 0, result.stderr
     assert "Table 1" in result.stdout
 

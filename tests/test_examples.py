@@ -1,5 +1,7 @@
 """Each example script runs end to end with --smoke (in-process, via its main(argv))."""
 
+import ast
+import dataclasses
 import importlib.util
 import json
 from pathlib import Path
@@ -93,14 +95,14 @@ def test_manifold_learning_true_coordinates_are_isometric(name):
 
 
 def test_bad_digit_index_is_refused(tmp_path):
-    from keras_nrae.paper import experiments
+    from keras_nrae import demo  # the digit examples' data: demo.mnist_digit_sequence
 
     npz = tmp_path / "mnist.npz"
     np.savez(npz, x_train=np.zeros((3, 8, 8), np.uint8), x_test=np.zeros((1, 8, 8), np.uint8))
     with pytest.raises(ValueError, match="index must be in"):
-        experiments.digit_experiment("rotated", index=3, data_dir=str(npz))
+        demo.mnist_digit_sequence("rotated", index=3, data_dir=str(npz))
     with pytest.raises(ValueError, match="transform must be one of"):
-        experiments.digit_experiment("flipped")
+        demo.mnist_digit_sequence("flipped")
 
 
 def _linear_autoencoder():
@@ -117,29 +119,30 @@ def _linear_autoencoder():
 
 
 def test_decoded_curve_spans_the_codes_of_the_data():
-    from keras_nrae.paper import experiments
+    from keras_nrae import demo
 
     points = np.array([[0.5, 7.0], [-1.0, 0.0], [3.0, -2.0]], "float32")
-    curve = experiments.decoded_curve(_linear_autoencoder(), points, resolution=9)
+    curve = demo.decoded_curve(_linear_autoencoder(), points, resolution=9)
     s = np.linspace(-1.0, 3.0, 9)
     np.testing.assert_allclose(curve, np.stack([s, 2 * s], 1), atol=1e-6)
 
 
 def test_image_strip_orders_by_the_true_parameter():
-    from keras_nrae.paper import experiments
+    from keras_nrae.callbacks import image_strip
 
     images = np.arange(5, dtype="float32")[:, None, None, None] * np.ones((5, 2, 3, 1), "float32") / 4
     t = np.array([4.0, 0.0, 3.0, 1.0, 2.0])
-    strip = experiments.image_strip(images, t, steps=3)  # t = 0, 2, 4: images 1, 4, 0
+    strip = image_strip(images, t, steps=3)  # t = 0, 2, 4: images 1, 4, 0
     assert strip.shape == (2, 9)
     np.testing.assert_allclose(strip[0], np.repeat([0.25, 1.0, 0.0], 3))
 
 
-def test_override_settings_parses_each_field_type():
-    from keras_nrae.paper.experiments import TrainSettings, override_settings
+def test_set_parses_each_field_type_of_an_example_recipe():
+    # What --set does (with the checks tests/test_recipe.py does not make): Recipe.replace_from_strings.
+    from keras_nrae.demo import DENOISING
 
-    settings = override_settings(
-        TrainSettings(output_activation="sigmoid"),
+    digits = dataclasses.replace(DENOISING, output_activation="sigmoid")
+    settings = digits.replace_from_strings(
         ["k=30", "learning_rate=1e-4", "output_activation=none", "hidden=64,32", "include_center=True"],
     )
     assert settings.k == 30 and isinstance(settings.k, int)
@@ -147,22 +150,59 @@ def test_override_settings_parses_each_field_type():
     assert settings.output_activation is None
     assert settings.hidden == (64, 32)
     assert settings.include_center is True
-    assert settings.epochs == TrainSettings().epochs
+    assert settings.epochs == DENOISING.epochs
     for bad, message in [("kk=3", "NAME=VALUE"), ("k", "NAME=VALUE"), ("replace=yes", "true or false")]:
         with pytest.raises(ValueError, match=message):
-            override_settings(settings, [bad])
+            settings.replace_from_strings([bad])
 
 
 def test_set_option_reaches_the_training(tmp_path, capsys, monkeypatch):
-    from keras_nrae.paper import experiments
+    from keras_nrae import demo  # the examples train through demo's experiments, i.e. keras_nrae.recipe.train
 
     seen = []
-    train_model = experiments.train_model
+    train = demo.train
     monkeypatch.setattr(
-        experiments, "train_model", lambda x, variant, settings, *a: seen.append(settings) or train_model(x, variant, settings, *a)
+        demo, "train", lambda x, recipe, *a, **kw: seen.append(recipe) or train(x, recipe, *a, **kw)
     )
     _run("denoising", tmp_path, "--set", "output_activation=sigmoid", "hidden=8")
     assert [(s.output_activation, s.hidden, s.epochs) for s in seen] == [("sigmoid", (8,), 2)] * 3
     with pytest.raises(SystemExit):
         _run("denoising", tmp_path, "--set", "no_such_setting=1")
     assert "no_such_setting" in capsys.readouterr().err
+
+
+def test_image_benchmark(tmp_path):
+    rng = np.random.default_rng(0)
+    npz = tmp_path / "tiny.npz"
+    np.savez(npz, x_train=rng.integers(0, 256, (40, 6, 6), dtype=np.uint8),
+             x_test=rng.integers(0, 256, (10, 6, 6), dtype=np.uint8))
+    out = tmp_path / "out"
+    metrics = _load("image_benchmark").main(["--smoke", "--verbose", "0", "--dataset", str(npz), "--out", str(out)])
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+    assert list(metrics) == ["AE", "NRAE-L"]
+    for values in metrics.values():
+        assert values["divergence"] is None and values["test_mse"] > 0
+
+
+def _imported_modules(path: Path) -> set:
+    modules = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            modules.add(node.module)
+            modules.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return modules
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted((ROOT / "examples").glob("*.py"))
+    + sorted(p for p in (ROOT / "keras_nrae").rglob("*.py") if "paper" not in p.relative_to(ROOT / "keras_nrae").parts),
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_examples_and_the_library_import_no_paper_code(path):
+    # The paper's code sits on top of the library: neither the examples nor the
+    # library (the CLI included) may import keras_nrae.paper or the top-level paper/.
+    paper = [m for m in _imported_modules(path) if m.split(".")[0] == "paper" or m.startswith("keras_nrae.paper")]
+    assert not paper, (path, paper)
