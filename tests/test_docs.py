@@ -1,4 +1,5 @@
-"""The documentation site: it builds with warnings as errors and documents every public name."""
+"""The documentation site: it builds with warnings as errors, documents every public name, and
+renders in a real browser (headless Chromium) with no console errors and a working search."""
 
 import importlib
 import importlib.util
@@ -6,6 +7,8 @@ import inspect
 import os
 import pkgutil
 import re
+import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -19,6 +22,7 @@ import keras_nrae
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
+SHOTS = Path(os.environ.get("KERAS_NRAE_DOCS_SHOTS", "/tmp/docs-shots"))
 
 
 def _hook():
@@ -168,6 +172,98 @@ def test_the_built_reference_renders_every_public_name(site):
         if f"{module}.{name}" not in inventory and canonical not in inventory:
             missing.append(f"{module}.{name}")
     assert not missing, f"the built site's objects.inv lacks {missing}"
+
+
+# -- in a browser ----------------------------------------------------------------------------
+
+
+def _chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+@pytest.fixture(scope="module")
+def served(site):
+    """The built site on http://127.0.0.1:PORT/ (Material's search needs http, not file://)."""
+    out, build, _ = site
+    assert build.returncode == 0, build.stderr[-3000:]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                raise
+            time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}/"
+    server.terminate()
+    server.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    binary = _chromium()
+    if binary is None:
+        pytest.skip("no Chromium here (Debian: apt-get install chromium)")
+    from _cdp import Browser
+
+    chromium = Browser(binary)
+    chromium.call("Emulation.setDeviceMetricsOverride", width=1280, height=900, deviceScaleFactor=1, mobile=False)
+    yield chromium
+    chromium.close()
+
+
+@pytest.mark.parametrize("path, text, shot", [
+    ("", "Neighborhood Reconstructing Autoencoders", "landing.png"),
+    ("guides/data/", "A worked path", "guide-data.png"),
+])
+def test_page_renders_without_console_errors(served, browser, path, text, shot):
+    browser.open(served + path)
+    assert text in browser.evaluate("document.body.innerText")
+    assert browser.evaluate("document.querySelector('.md-nav') !== null"), "Material's navigation is missing"
+    broken = browser.evaluate(
+        "[...document.images].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)")
+    assert broken == [], f"images that did not load: {broken}"
+    time.sleep(1.0)  # scripts that fail late (the search worker) report by now
+    browser.evaluate("1")
+    assert browser.console_errors() == []
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    browser.screenshot(str(SHOTS / shot))
+
+
+def test_search_finds_neighbor_graph(site, served, browser):
+    import json
+
+    out, _, _ = site
+    index = json.loads((out / "search" / "search_index.json").read_text())
+    assert any(doc["location"].startswith("reference/graph/") and "NeighborGraph" in doc["title"]
+               for doc in index["docs"])
+    browser.open(served)
+    browser.evaluate("document.querySelector('label[for=\"__search\"]').click();"
+                     "document.querySelector('input.md-search__input').focus()")
+    browser.call("Input.insertText", text="NeighborGraph")  # typed, as a reader types
+    found = browser.wait_until(
+        "[...document.querySelectorAll('.md-search-result__item')]"
+        ".some(item => item.innerText.includes('NeighborGraph'))", timeout=20)
+    results = browser.evaluate("document.querySelector('.md-search-result') ? "
+                               "document.querySelector('.md-search-result').innerText : ''")
+    first = browser.evaluate("(document.querySelector('.md-search-result__item a') || {}).href || ''")
+    visible = browser.evaluate("document.querySelector('.md-search-result__list').getBoundingClientRect().height")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    browser.screenshot(str(SHOTS / "search.png"))
+    assert found, f"the search box did not list NeighborGraph; it shows: {results[:500]!r}"
+    assert "reference/graph/" in first and visible > 0, (first, visible)
+    assert browser.console_errors() == []
 
 
 def test_readme_links_into_the_site_exist():
