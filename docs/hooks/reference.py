@@ -120,7 +120,7 @@ def reference_pages() -> dict:
     modules = reference_modules()
     pages = {_page(PACKAGE): _package_page(modules)}
     for module in modules[1:]:
-        pages[_page(module)] = f"# `{module}`\n\n::: {module}\n"
+        pages[_page(module)] = f"::: {module}\n"  # its root heading is the page's title
     return pages
 
 
