@@ -10,6 +10,7 @@ with one line in `EXTRA_MODULES`; `tests/test_docs.py` fails while a public name
 """
 
 import importlib
+import importlib.util
 import logging
 import inspect
 import os
@@ -70,6 +71,9 @@ def reference_modules() -> list:
             modules.append(obj.__name__)
         elif not any(part.startswith("_") for part in obj.__module__.split(".")):
             homes.append(obj.__module__)
+    gone = [m for m in EXTRA_MODULES if importlib.util.find_spec(m) is None]
+    if gone:
+        raise ImportError(f"docs/hooks/reference.py: EXTRA_MODULES names {gone}, which do not exist: remove their lines")
     return list(dict.fromkeys([PACKAGE, *homes, *sorted(modules), *EXTRA_MODULES]))
 
 
