@@ -3,7 +3,6 @@ serialization, input errors, and the VAE example."""
 
 import importlib.util
 import os
-import re
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -20,7 +19,6 @@ from tests._numerics import assert_close
 
 SHAPE, LATENT, BATCH, SLOTS = (3,), 2, 4, 3
 ROOT = Path(__file__).resolve().parents[1]
-README_SECTION = "## Using the loss in your own model"
 LAM, WEIGHT = 0.5, 0.25
 
 
@@ -153,15 +151,3 @@ def test_vae_example_smoke():
     spec.loader.exec_module(module)
     losses = module.main(["--smoke"])
     assert len(losses) == 3 and np.all(np.isfinite(losses))
-
-
-def test_readme_section_runs():
-    text = (ROOT / "README.md").read_text()
-    if README_SECTION not in text:
-        pytest.skip(f"README.md has no {README_SECTION!r} section yet")
-    section = text[text.index(README_SECTION) :]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    assert "epochs=5" in code, "the README section no longer trains with epochs=5"
-    namespace = {}
-    exec(compile(code.replace("epochs=5", "epochs=1, verbose=0"), "README.md", "exec"), namespace)
-    assert len(namespace["model"].losses) == 1

@@ -1,9 +1,11 @@
-"""README.md's quick start, manifold-learning and large-data blocks run as written (on less data, one epoch)."""
+"""README.md's quick start and estimator blocks run as written (on less data, one epoch).
+
+The site's pages (docs/) run their own blocks: tests/test_docs_code.py.
+"""
 
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -44,38 +46,5 @@ def test_manifold_learning_block_runs(tmp_path, monkeypatch):
     shrink = {"make_s_curve(1000,": "make_s_curve(60,", "random_state=0)  #": "random_state=0, epochs=1, hidden=(8,))  #"}
     monkeypatch.chdir(tmp_path)
     namespace = {}
-    exec(compile(shrunk(python_block("## For manifold learning"), shrink), "README.md", "exec"), namespace)
-    assert namespace["Z"].shape == (60, 2) and namespace["X_back"].shape == (60, 3)
-    assert (tmp_path / "nrae_export").is_dir()
-
-
-def test_large_dataset_path_runs(tmp_path, monkeypatch):
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    (tmp_path / "photos").mkdir()
-    for i in range(40):
-        pixels = rng.integers(0, 256, (80, 72, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(tmp_path / "photos" / f"{i:02d}.png")
-    code = shrunk(python_block("**A worked path**"), {"batch_size=128": "batch_size=8"})
-    monkeypatch.chdir(tmp_path)
-    namespace = {}
-    exec(compile(code, "README.md", "exec"), namespace)
-    x = namespace["x"]
-    assert isinstance(x, np.memmap) and x.shape == (40, 64, 64, 3) and x.dtype == np.uint8
-    assert (tmp_path / "photos-graph.npz").exists()
-
-
-def test_grae_block_runs():
-    import importlib.util
-
-    from keras_nrae.architectures import mlp_autoencoder
-
-    shrink = {"batch_size=100, epochs=100)": "batch_size=100, epochs=1, verbose=0)", "weight=100 * 784 / 10": "weight=100 * 16 / 10"}
-    if importlib.util.find_spec("phate") is None:  # the `grae` extra is optional
-        shrink['method="phate"'] = 'method="spectral"'
-    encoder, decoder = mlp_autoencoder((16,), 10, hidden=(8,))
-    x_train = np.random.default_rng(0).uniform(size=(60, 16)).astype("float32")
-    namespace = {"encoder": encoder, "decoder": decoder, "x_train": x_train}
-    exec(compile(shrunk(python_block("#### GRAE and SPAE"), shrink), "README.md", "exec"), namespace)
-    assert namespace["targets"].shape == (60, 10) and namespace["grae"].relax_epochs == 100
+    exec(compile(shrunk(python_block("## Manifold learning in five lines"), shrink), "README.md", "exec"), namespace)
+    assert namespace["Z"].shape == (60, 2)
