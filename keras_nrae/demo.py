@@ -129,10 +129,10 @@ def curve_experiment(
 
     Returns:
       (metrics {variant: {"distance_to_true_curve", "true_curve_coverage"
-       (the mean distance the other way, from the true curve to the decoded
-       one: low only if the decoded curve spans the whole true curve),
-       ["latent_order_correlation" when t is given]}},
-       decoded curves {variant: (R, 2)}).
+        (the mean distance the other way, from the true curve to the decoded
+        one: low only if the decoded curve spans the whole true curve),
+        ["latent_order_correlation" when t is given]}},
+        decoded curves {variant: (R, 2)}).
     """
     metrics, curves = {}, {}
     for variant, model in _trained(points, recipe, variants, seed, verbose):
@@ -161,8 +161,8 @@ def sequence_experiment(
 
     Returns:
       (metrics {variant: {"latent_order_correlation"}}, strips {variant:
-       `steps` images decoded along the latent axis from the code of the
-       first image (t smallest) to the last, side by side, (H, steps·W[, C])}).
+        `steps` images decoded along the latent axis from the code of the
+        first image (t smallest) to the last, side by side, (H, steps·W[, C])}).
     """
     start, end = images[np.argmin(t)], images[np.argmax(t)]
     metrics, strips = {}, {}
@@ -286,7 +286,7 @@ def denoising(
 
     Returns:
       {variant: {"distance_to_true_curve": mean distance from the decoded curve
-       to y = sin x, "true_curve_coverage": the same the other way round}}.
+        to y = sin x, "true_curve_coverage": the same the other way round}}.
     """
     recipe = recipe if epochs is None else dataclasses.replace(recipe, epochs=epochs)
     points, curve = toy.noisy_sine(seed=seed)

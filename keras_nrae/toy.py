@@ -62,7 +62,7 @@ def sparse_spiral(
 
     Returns:
       (points (n, 2) float32, t (n,) the true positions in [0, 1),
-       curve (dense, 2) float64: the spiral over the same range of t).
+        curve (dense, 2) float64: the spiral over the same range of t).
     """
     integer_at_least(n, "n", 2)
     integer_at_least(dense, "dense", 2)
