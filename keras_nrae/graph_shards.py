@@ -192,7 +192,8 @@ def build_shard(
         `keras_nrae.arrays`, on storage every job reads.
       k: neighbours per point, 1 <= k < N.
       path: the shard file (.npz) to write; "{shard}" and "{num_shards}" in it
-        are filled in (see `shard_paths`). Written atomically.
+        are filled in (see `shard_paths`). Written atomically (its folder
+        created if need be).
       shard, num_shards: this job's shard, 0 <= shard < num_shards <= N;
         both None: `shard_from_environment(num_shards)`. The shard holds rows
         `shard_rows(N, shard, num_shards)`.
@@ -243,6 +244,7 @@ def build_shard(
     )
     if metric == "cosine":
         distances = distances**2 / 2
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with atomic_open(path, "wb") as f:
         np.savez(
             f, indices=indices, distances=distances, checksums=checksums,

@@ -79,3 +79,26 @@ def test_grae_block_runs():
     namespace = {"encoder": encoder, "decoder": decoder, "x_train": x_train}
     exec(compile(shrunk(python_block("#### GRAE and SPAE"), shrink), "README.md", "exec"), namespace)
     assert namespace["targets"].shape == (60, 10) and namespace["grae"].relax_epochs == 100
+
+
+def test_graph_across_machines_block_runs(tmp_path, monkeypatch):
+    """The block's step 1 as the 4 jobs of a Slurm array, one after another, then step 2."""
+    from keras_nrae import NeighborGraph
+
+    code = python_block("**A graph built across machines**")
+    step_1, step_2 = code.split("# 2.")
+    monkeypatch.chdir(tmp_path)
+    x = np.random.default_rng(0).integers(0, 256, (50, 6, 6, 3), dtype=np.uint8)
+    np.save(tmp_path / "photos.npy", x)
+    for var in ("TF_CONFIG", "JOB_COMPLETION_INDEX", "SLURM_PROCID", "SLURM_NTASKS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "4")
+    for task in range(4):
+        monkeypatch.setenv("SLURM_ARRAY_TASK_ID", str(task))
+        exec(compile(step_1, "README.md", "exec"), {})
+    namespace = {}
+    exec(compile(step_1.split("# 1.")[0] + shrunk("# 2." + step_2, {"wait_s=3600": "wait_s=0"}),
+                 "README.md", "exec"), namespace)
+    one = NeighborGraph.build(x, k=10, verbose=0)
+    np.testing.assert_array_equal(namespace["graph"].indices, one.indices)
+    assert len(list((tmp_path / "graph-shards").iterdir())) == 4
