@@ -272,3 +272,13 @@ def test_build_shard_takes_its_shard_from_the_environment(tmp_path, monkeypatch)
     assert path == str(tmp_path / "s1-of-2.npz")
     with pytest.raises(ValueError, match="needs num_shards"):
         build_shard(random_x(), 3, str(tmp_path / "x.npz"), shard=0)
+
+
+def test_a_shard_listing_points_outside_the_data_is_refused(tmp_path, shards):
+    with np.load(shards[1]) as f:
+        arrays = dict(f)
+    arrays["indices"][3, 0] = 120
+    with open(shards[1], "wb") as f:
+        np.savez(f, **arrays)
+    with pytest.raises(ValueError, match="row 43 lists a neighbour outside 0..119"):
+        merge_shards(shards, str(tmp_path / "g.npz"))
