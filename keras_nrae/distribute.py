@@ -1,9 +1,12 @@
-"""A MultiWorkerMirroredStrategy that gives up on absent peers instead of waiting for them forever.
+"""Several replicas and machines: a MultiWorkerMirroredStrategy that gives up on absent peers, and input each worker reads only its share of.
 
 `tf.distribute.MultiWorkerMirroredStrategy()` blocks inside TensorFlow's C++
 runtime, holding the GIL, until every worker of `TF_CONFIG` has joined; a peer
 that never starts makes it wait without end (TensorFlow 2.20 offers no timeout
 for this wait, and nothing in the process can interrupt it).
+
+`distribute_neighborhood_dataset` gives `fit` a `neighborhood_dataset` whose
+workers each read only the rows of their replicas' share of every global batch.
 """
 
 import os
@@ -13,7 +16,10 @@ from typing import Any
 
 import tensorflow as tf
 
-__all__ = ["multi_worker_strategy"]
+from keras_nrae.graph import NeighborGraph
+from keras_nrae.pipeline import neighborhood_dataset
+
+__all__ = ["distribute_neighborhood_dataset", "multi_worker_strategy"]
 
 _WATCHDOG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_peer_watchdog.py")
 
@@ -36,3 +42,23 @@ def multi_worker_strategy(
     finally:
         watchdog.stdin.close()
         watchdog.wait()
+
+
+def distribute_neighborhood_dataset(
+    strategy: tf.distribute.Strategy, x, graph: NeighborGraph, batch_size: int, **kwargs: Any
+) -> tf.distribute.DistributedDataset:
+    """`neighborhood_dataset(x, graph, batch_size, **kwargs)` split among strategy's replicas before the read.
+
+    batch_size is the global batch B. The global batches are those of one
+    process with the same arguments (the same centres, order and neighbour
+    draws, from the shared seed); each replica gets B / replicas of them, as
+    `fit` splits a plain `neighborhood_dataset`, but each worker reads only the
+    rows of its own replicas' shares (about 1/W of an epoch's rows for W
+    workers) instead of every row of every global batch. Pass the result to
+    `model.fit`. Needs B divisible by `strategy.num_replicas_in_sync` and
+    drop_remainder (the default). Under MultiWorkerMirroredStrategy every
+    worker must call it with the same arguments, as for the strategy itself.
+    """
+    return strategy.distribute_datasets_from_function(
+        lambda context: neighborhood_dataset(x, graph, batch_size, input_context=context, **kwargs)
+    )

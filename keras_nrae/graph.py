@@ -222,18 +222,18 @@ def _reorder_count(k: int) -> int:
     return max(200, 20 * (k + 1))
 
 
-def _scann(points: np.ndarray, k: int, seed: int, progbar=None):
-    """Approximate k-NN of every point; see `_rank` for the outputs."""
-    n = len(points)
+def _scann(points: np.ndarray, k: int, seed: int, progbar=None, rows=None):
+    """Approximate k-NN of points[rows] (default: every point) among all points; see `_rank`."""
+    rows = np.arange(len(points)) if rows is None else rows
     data = np.ascontiguousarray(points, dtype=np.float32)
     searcher = _scann_searcher(data, k, seed)
-    out_indices = np.empty((n, k), np.int32)
-    out_distances = np.empty((n, k), np.float32)
+    out_indices = np.empty((len(rows), k), np.int32)
+    out_distances = np.empty((len(rows), k), np.float32)
     # Per query: ScaNN's (id, score) candidates, then `_rank`'s (k + 1, F) differences.
     row_bytes = 16 * _reorder_count(k) + 2 * (k + 1) * points.shape[1] * points.itemsize
-    for block in _blocks(n, row_bytes):
-        query = np.arange(n)[block]
-        found, _ = searcher.search_batched_parallel(data[block], final_num_neighbors=k + 1)
+    for block in _blocks(len(rows), row_bytes):
+        query = rows[block]
+        found, _ = searcher.search_batched_parallel(data[query], final_num_neighbors=k + 1)
         if found.shape[1] != k + 1:
             raise RuntimeError(f"ScaNN returned {found.shape[1]} neighbours, not {k + 1}.")
         candidates = _without_self(found.astype(np.int64), query)
@@ -241,6 +241,22 @@ def _scann(points: np.ndarray, k: int, seed: int, progbar=None):
         if progbar is not None:
             progbar.add(len(query))
     return out_indices, out_distances
+
+
+def _neighbors_of_rows(
+    points: np.ndarray, rows: np.ndarray, k: int, method: str, seed: int = 0, progbar=None
+) -> Tuple[np.ndarray, np.ndarray]:
+    """The k nearest neighbours of points[rows] among all points, as `NeighborGraph.build` finds them.
+
+    points (N, F) as `_points` returns them, rows (b,) int64 query rows, method
+    "exact" or "scann" (every search `build` offers; ScaNN indexes all N points,
+    with `seed`, and searches only rows). Returns (indices (b, k) int32,
+    distances (b, k) float32, Euclidean between points), nearest first, ties by
+    index. `keras_nrae.graph_shards` builds a graph a share of rows at a time with it.
+    """
+    if method == "exact":
+        return _exact(points, rows, k, progbar)
+    return _scann(points, k, seed, progbar, rows)
 
 
 class NeighborGraph:
@@ -346,10 +362,9 @@ class NeighborGraph:
         if method == "auto":
             method = "exact" if n <= AUTO_EXACT_MAX_POINTS else "scann"
         progbar = progress_bar(n, verbose, f"{method} {k}-NN search")
-        if method == "exact":
-            indices, distances = _exact(points, np.arange(n), int(k), progbar)
-        else:
-            indices, distances = _scann(points, int(k), int(seed), progbar)
+        indices, distances = _neighbors_of_rows(
+            points, np.arange(n), int(k), method, int(seed), progbar
+        )
         if metric == "cosine":
             distances = distances**2 / 2
         return cls(indices, distances, method, metric, fingerprint(rows), checksums)

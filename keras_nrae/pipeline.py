@@ -1,5 +1,7 @@
 """neighborhood_dataset: a tf.data pipeline of centres with neighbours sampled from a graph."""
 
+from typing import Optional
+
 import numpy as np
 import tensorflow as tf
 
@@ -20,6 +22,7 @@ def neighborhood_dataset(
     shuffle: bool = True,
     seed: int = 0,
     drop_remainder: bool = True,
+    input_context: Optional[tf.distribute.InputContext] = None,
 ) -> tf.data.Dataset:
     """Batches `{"x": (B, *shape), "neighbors": (B, M, *shape)}` for `model.fit`.
 
@@ -50,6 +53,17 @@ def neighborhood_dataset(
       shuffle: reshuffle the centres every epoch.
       seed: seeds the order and the draws.
       drop_remainder: drop the last partial batch, so B is static.
+      input_context: given (by `strategy.distribute_datasets_from_function`,
+        or `keras_nrae.distribute.distribute_neighborhood_dataset`), this
+        input pipeline's share of every global batch of B centres:
+        batch_size stays the global B, the centres, their order and their
+        neighbours are those of one process with the same seed, and pipeline
+        p of P feeding R = replicas / P replicas yields, for each global
+        batch, R batches of b = B / replicas rows — rows (pR + r)·b : (pR + r + 1)·b
+        for its r-th replica, as MultiWorkerMirroredStrategy splits a global
+        batch among replicas. It reads only the rows of those R batches:
+        about 1/P of an epoch's rows. Needs drop_remainder and B divisible
+        by the number of replicas.
     """
     if not isinstance(graph, NeighborGraph):
         raise TypeError(f"graph must be a NeighborGraph, got {type(graph).__name__}.")
@@ -80,8 +94,8 @@ def neighborhood_dataset(
         graph.check_rows(unique, stored)
         return stored, positions
 
-    def attach(ids, draw_seed):
-        """ids (B,) int64 and a (2,) stateless seed -> the batch dict."""
+    def pick(ids, draw_seed):
+        """Global batch ids (B,) int64 and a (2,) stateless seed -> (ids, slots picked (B, drawn))."""
         batch = ids.shape[0] or tf.shape(ids)[0]
         if replace:
             picks = tf.random.stateless_uniform(
@@ -90,6 +104,11 @@ def neighborhood_dataset(
         else:
             keys = tf.random.stateless_uniform([batch, graph.k], draw_seed)
             picks = tf.math.top_k(keys, drawn, sorted=False).indices
+        return ids, picks
+
+    def attach(ids, picks):
+        """ids (b,) int64 and their picked slots (b, drawn) -> the batch dict."""
+        batch = ids.shape[0] or tf.shape(ids)[0]
         stored, positions = tf.numpy_function(
             read, [ids, picks], [tf.as_dtype(rows.dtype), tf.int64], stateful=False
         )
@@ -108,8 +127,50 @@ def neighborhood_dataset(
         ids = ids.shuffle(graph.num_points, seed=seed, reshuffle_each_iteration=True)
     ids = ids.batch(batch_size, drop_remainder=drop_remainder)
     draw_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-    return (
-        tf.data.Dataset.zip(ids, draw_seeds)
-        .map(attach, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        .prefetch(tf.data.AUTOTUNE)
+    batches = tf.data.Dataset.zip(ids, draw_seeds).map(pick)
+    if input_context is not None:
+        batches = _share(batches, graph.num_points, batch_size, drop_remainder, drawn, input_context)
+    return batches.map(attach, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(
+        tf.data.AUTOTUNE
+    )
+
+
+def _share(
+    batches: tf.data.Dataset,
+    num_points: int,
+    batch_size: int,
+    drop_remainder: bool,
+    drawn: int,
+    context: tf.distribute.InputContext,
+) -> tf.data.Dataset:
+    """Global batches of (ids (B,), picks (B, drawn)) -> this input pipeline's per-replica batches.
+
+    Pipeline p of P, feeding R = replicas / P replicas, yields for each global
+    batch R elements (ids (b,), picks (b, drawn)), b = B / replicas: rows
+    (pR + r)·b : (pR + r + 1)·b for r = 0 … R − 1, the order in which
+    `distribute_datasets_from_function` hands a pipeline's elements to its replicas.
+    """
+    replicas, pipelines = context.num_replicas_in_sync, context.num_input_pipelines
+    if not drop_remainder:
+        raise ValueError(
+            "input_context needs drop_remainder=True: every replica takes an equal share "
+            "of every global batch."
+        )
+    if batch_size % replicas or replicas % pipelines:
+        raise ValueError(
+            f"batch_size={batch_size} (the global batch) must be divisible by the "
+            f"{replicas} replicas in sync, and the replicas by the {pipelines} input "
+            f"pipelines, to split every global batch equally."
+        )
+    per_replica, local = batch_size // replicas, replicas // pipelines
+    start = context.input_pipeline_id * local * per_replica
+
+    def split(ids, picks):
+        share = slice(start, start + local * per_replica)
+        return (tf.reshape(ids[share], [local, per_replica]),
+                tf.reshape(picks[share], [local, per_replica, drawn]))
+
+    steps = num_points // batch_size
+    return batches.map(split).unbatch().apply(
+        tf.data.experimental.assert_cardinality(steps * local)
     )
