@@ -1,4 +1,4 @@
-"""Recompute committed Table 1 row cells through today's harness and check they match bit for bit.
+"""Recompute committed Table 1 cells through today's harness and check they match bit for bit.
 
 For each `--key row/<dataset>/<size>/<model>/<seed>` of a harness results
 folder's cells.jsonl, the cell's `BenchmarkConfig` is read back from its
@@ -8,7 +8,11 @@ benchmark_dataset` runs that one row: the same training images, the
 settings chosen on validation taken from the committed store, the same
 seed, and training through `keras_nrae.recipe.train`. Prints committed and
 recomputed test MSE (repr: every digit) and exits 1 unless each is the
-same float (NaN matching NaN) with the same status.
+same float (NaN matching NaN) with the same status. A key
+`selection/<dataset>/<size>[/<model>]` reruns that selection on validation
+(`paper.table1.selection.select_nrae` / `select_baseline`, through
+`keras_nrae.tuning.grid_search`) and compares the chosen settings and their
+validation MSEs.
 
     PYTHONPATH=. python benchmarks/reproduce_cell.py --results benchmarks/results/kmnist-S \\
         --key row/kmnist/S/NRAE-L/0 row/kmnist/S/AE/0
@@ -32,8 +36,10 @@ if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras_nrae  # noqa: E402
+from keras_nrae.datasets import load_images  # noqa: E402
 from paper.table1.harness import benchmark_dataset  # noqa: E402
-from paper.table1.protocol import BenchmarkConfig  # noqa: E402
+from paper.table1.protocol import MODEL_NAMES, BenchmarkConfig, training_subset  # noqa: E402
+from paper.table1.selection import select_baseline, select_nrae  # noqa: E402
 from paper.table1.store import CellStore  # noqa: E402
 
 
@@ -62,6 +68,25 @@ def same(a: float, b: float) -> bool:
     return (math.isnan(a) and math.isnan(b)) or a == b
 
 
+def reproduce_selection(key: str, committed, config: BenchmarkConfig, log=print) -> bool:
+    """Rerun the selection cell `key` ("selection/<dataset>/<size>[/<model>]"); True if it chose the same, bit for bit."""
+    rest = key.split("/", 1)[1]
+    model = [rest.rsplit("/", 1)[1]] if rest.rsplit("/", 1)[1] in MODEL_NAMES else []
+    dataset, size = rest.rsplit("/", 1 + len(model))[:2]
+    x_train = training_subset(load_images(dataset, "train"), size, config.small_size)
+    config = config.for_images(x_train.shape[1:])
+    start = time.perf_counter()
+    indented = lambda line: log(f"  | {line}")
+    if model:
+        recomputed = select_baseline(model[0], x_train, config, indented)
+    else:
+        recomputed = [vars(s) for s in select_nrae(x_train, config, indented).values()]
+    ok = json.loads(json.dumps(recomputed)) == committed
+    log(f"{key}\n  committed  {committed}\n  recomputed {recomputed}  ({time.perf_counter() - start:.0f} s)")
+    log(f"  {'SAME (bit for bit)' if ok else 'DIFFERENT'}")
+    return ok
+
+
 def reproduce(results: Path, key: str, log=print) -> bool:
     entries = [json.loads(line) for line in (results / "cells.jsonl").read_text().splitlines()]
     matches = [e for e in entries if e["key"] == key]
@@ -69,6 +94,8 @@ def reproduce(results: Path, key: str, log=print) -> bool:
         raise SystemExit(f"{results / 'cells.jsonl'} holds {len(matches)} cells {key!r}; expected one.")
     committed, text = matches[0]["value"], matches[0]["config"]
     config = config_from_repr(text)
+    if key.startswith("selection/"):
+        return reproduce_selection(key, committed, config, log)
     dataset, size, model, seed = parse_key(key)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "cells.jsonl"
@@ -89,7 +116,8 @@ def reproduce(results: Path, key: str, log=print) -> bool:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", required=True, type=Path, help="a harness --out folder holding cells.jsonl")
-    parser.add_argument("--key", required=True, nargs="+", help="row/<dataset>/<size>/<model>/<seed> cells")
+    parser.add_argument("--key", required=True, nargs="+",
+                        help="row/<dataset>/<size>/<model>/<seed> or selection/<dataset>/<size>[/<model>] cells")
     args = parser.parse_args(argv)
     print(f"keras_nrae {keras_nrae.__version__} from {Path(keras_nrae.__file__).parent}; "
           f"python {sys.version.split()[0]}", flush=True)
