@@ -4,9 +4,10 @@ The reporter's held-out data set (4,000 training images, 28×28 grey, most
 likely Omniglot: strokes 1, background 0, area-downsized from 105×105) is not
 available here, so this script builds Omniglot-like stand-ins from real MNIST /
 Fashion-MNIST training images and trains NRAE exactly as the Table-1 harness's
-selection step does (`image_benchmark.training_subset` of `--size` images,
-`validation_split`, the k-NN graph of the fit part, `train_nrae` with
-BenchmarkConfig(), seed as given), recording per epoch:
+selection step does (`paper.table1.protocol.training_subset` of `--size`
+images, `validation_split`, the k-NN graph of the fit part,
+`keras_nrae.recipe.train` of the protocol's recipe under BenchmarkConfig(),
+seed as given), recording per epoch:
 
   loss        the epoch's mean training loss (what DivergenceMonitor sees)
   rec         the epoch's mean training reconstruction MSE of the centres
@@ -49,11 +50,12 @@ import numpy as np
 import tensorflow as tf
 from scipy import ndimage
 
+from keras_nrae import recipe as recipes
 from keras_nrae.datasets import load_images
 from keras_nrae.graph import NeighborGraph
 from keras_nrae.metrics import reconstruction_mse
-from keras_nrae.paper import image_benchmark as ib
 from keras_nrae.taylor import taylor_terms
+from paper.table1 import protocol
 
 
 def _thin(x, iterations=3):
@@ -124,7 +126,7 @@ def stand_in(name, size):
     source, transform = TRANSFORMS[name]
     if source is None:  # synthetic
         return transform(size).astype("float32")
-    x = ib.training_subset(load_images(source, "train"), "S", size)
+    x = protocol.training_subset(load_images(source, "train"), "S", size)
     return transform(x).astype("float32")
 
 
@@ -196,35 +198,34 @@ class Probe(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def mean_image_bias(x_fit):
-    """Patch the harness's `encoder_decoder` so the decoder's output bias starts at logit(mean training image)."""
+def mean_image_bias(x_fit, recipe):
+    """A `keras_nrae.recipe.train` builder: recipe's encoder/decoder, the decoder's output bias at logit(mean training image)."""
     logit = np.log(np.clip(x_fit.mean(0), 1e-3, 1 - 1e-3)) - np.log1p(-np.clip(x_fit.mean(0), 1e-3, 1 - 1e-3))
-    pair = ib.encoder_decoder
 
-    def patched(shape, config, latent_dim=None):
-        encoder, decoder = pair(shape, config, latent_dim)
+    def builder(shape, latent_dim):
+        encoder, decoder = recipes.encoder_decoder(shape, recipe, latent_dim)
         decoder.layers[-2].bias.assign(logit.reshape(-1))
         return encoder, decoder
 
-    ib.encoder_decoder = patched
+    return builder
 
 
 def run(data, order, k, lam, seed, epochs, size, stop_after, init_bias="zeros", log=print):
     x = stand_in(data, size)
-    x_fit, x_val = ib.validation_split(x, ib.BenchmarkConfig().validation_fraction)
-    if init_bias == "mean":
-        mean_image_bias(x_fit)
+    x_fit, x_val = protocol.validation_split(x, protocol.BenchmarkConfig().validation_fraction)
     trivial = float(np.mean((x_val - x_fit.mean(0)) ** 2))
-    config = dataclasses.replace(ib.BenchmarkConfig(), epochs=epochs)
+    config = dataclasses.replace(protocol.BenchmarkConfig(), epochs=epochs)
+    recipe = protocol.recipe(protocol.NRAE_NAMES[order], config, x_fit.shape[1:], {"k": k, "lam": lam})
+    builder = mean_image_bias(x_fit, recipe) if init_bias == "mean" else None
     graph = NeighborGraph.build(x_fit, k=k, verbose=0)
     log(f"{data}: fit {len(x_fit)} val {len(x_val)} mean pixel {x.mean():.4f} trivial val mse {trivial:.4f}; "
         f"order {order} k {k} lam {lam:g} seed {seed} output bias {init_bias}")
     probe = Probe(x_fit, x_val, graph, trivial, stop_after, order, log)
     start = time.perf_counter()
-    model = ib.train_nrae(x_fit, order, k, lam, config, seed, graph=graph, callbacks=[probe])
-    log(f"  done: {len(probe.rows)} epochs, harness diverged={model.diverged} ({getattr(model, 'divergence', None)}), final val "
+    run = recipes.train(x_fit, recipe, seed, graph=graph, callbacks=[probe], builder=builder)
+    log(f"  done: {len(probe.rows)} epochs, harness diverged={run.diverged} ({run.divergence}), final val "
         f"{probe.rows[-1]['val']:.4f} (trivial {trivial:.4f}), {time.perf_counter() - start:.0f} s")
-    return probe, model
+    return probe, run.model
 
 
 def main():

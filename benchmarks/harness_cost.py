@@ -1,7 +1,8 @@
 """Epoch time of every Table 1 model relative to the AE's, under the harness's config for an image shape.
 
-Each model of `image_benchmark.MODEL_NAMES` is built as the harness builds it
-(`BenchmarkConfig().for_images(shape)`: grey-scale images get the protocol's
+Each model of `paper.table1.protocol.MODEL_NAMES` is built as the harness builds it
+(`keras_nrae.recipe.build_model` of `protocol.recipe` under
+`BenchmarkConfig().for_images(shape)`: grey-scale images get the protocol's
 latent size, colour images `BenchmarkConfig.colour`'s) and trains on N random
 images for one warm-up epoch and `--repeats` timed epochs, rows interleaved;
 NRAE-L / NRAE-Q train on `neighborhood_dataset` batches (k = 10, the
@@ -9,7 +10,7 @@ protocol's neighbours per point), GRAE on random targets. Prints the median
 seconds per epoch and the ratio to the AE, from which the cost of a harness
 run follows (epochs × epoch time, per model and seed).
 
-    python benchmarks/harness_cost.py --shape 32 32 3 --images 1000
+    PYTHONPATH=. python benchmarks/harness_cost.py --shape 32 32 3 --images 1000
 """
 
 import argparse
@@ -23,9 +24,10 @@ if __name__ == "__main__":
 import keras
 import numpy as np
 
-from keras_nrae.pipeline import neighborhood_dataset
 from keras_nrae.graph import NeighborGraph
-from keras_nrae.paper import image_benchmark as protocol
+from keras_nrae.pipeline import neighborhood_dataset
+from keras_nrae.recipe import build_model
+from paper.table1 import protocol
 
 
 def _trainers(x: np.ndarray, config: protocol.BenchmarkConfig):
@@ -35,12 +37,12 @@ def _trainers(x: np.ndarray, config: protocol.BenchmarkConfig):
     trainers = {}
     for name in protocol.MODEL_NAMES:
         keras.utils.set_random_seed(0)
+        settings = {"k": 10, "lam": 0.1} if name in protocol.NRAE_ORDERS else None
+        model = build_model(x.shape[1:], protocol.recipe(name, config, x.shape[1:], settings), seed=0)
         if name in protocol.NRAE_ORDERS:
-            model = protocol.build_nrae(x.shape[1:], protocol.NRAE_ORDERS[name], 0.1, config)
             data = neighborhood_dataset(x, graph, config.batch_size, config.neighbors_per_point, include_center=True)
             args, kwargs = (data,), {}
         else:
-            model = protocol.build_baseline(name, x.shape[1:], config, 0)
             args, kwargs = (x, grae_targets if name == "GRAE" else None), {"batch_size": config.batch_size}
         model.compile(keras.optimizers.Adam(config.learning_rate))
         trainers[name] = lambda model=model, args=args, kwargs=kwargs: model.fit(*args, epochs=1, verbose=0, **kwargs)

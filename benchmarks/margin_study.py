@@ -1,6 +1,6 @@
 """Where NRAE's margin over the AE comes from: the Table 1 protocol at fewer training images and other latent sizes.
 
-Each cell is one run of the Table 1 harness (`keras_nrae.paper.image_benchmark`,
+Each cell is one run of the Table 1 harness (`paper.table1`,
 models AE, NRAE-L and NRAE-Q, k and λ and the order chosen on the validation
 split) with `--small-size N` and, optionally, `--latent-dim D`, written to
 `OUT/<dataset>-n<N>-d<D>/` (resumable: a finished cell is read back, not
@@ -13,9 +13,9 @@ latent size) into `OUT/margin.png`. Table 1's own cells at full size S can be
 added to the table and figure with `--reference FOLDER ...` (harness `--out`
 folders).
 
-    python benchmarks/margin_study.py --reference benchmarks/results/mnist-S-100epochs \\
+    PYTHONPATH=. python benchmarks/margin_study.py --reference benchmarks/results/mnist-S-100epochs \\
         benchmarks/results/cifar10-S-colour     # the cells below, into benchmarks/results/margin
-    python benchmarks/margin_study.py --collect-only ...   # table and figure from finished cells only
+    PYTHONPATH=. python benchmarks/margin_study.py --collect-only ...   # table and figure from finished cells only
 """
 
 import argparse
@@ -33,7 +33,7 @@ if __name__ == "__main__":
 import numpy as np
 
 from keras_nrae.datasets import IMAGE_FORMATS
-from keras_nrae.paper import image_benchmark as protocol
+from paper.table1 import harness, protocol
 
 # (dataset, training images N, latent size D or None for the protocol's, seeds)
 CELLS = (
@@ -51,7 +51,7 @@ def cell_folder(out: Path, dataset: str, n: int, latent: Optional[int]) -> Path:
 def run_cell(out: Path, dataset: str, n: int, latent: Optional[int], seeds) -> None:
     argv = [dataset, "--small-size", str(n), "--seeds", *map(str, seeds),
             "--models", "AE", "NRAE-L", "NRAE-Q", "--out", str(cell_folder(out, dataset, n, latent))]
-    protocol.main(argv + (["--latent-dim", str(latent)] if latent else []))
+    harness.main(argv + (["--latent-dim", str(latent)] if latent else []))
 
 
 def _read(folder: Path):

@@ -1,21 +1,19 @@
 """The linear reference for Table 1: validation MSE of PCA with as many components as the latent size.
 
-On the protocol's validation split (`image_benchmark.validation_split` of the
+On the protocol's validation split (`paper.table1.protocol.validation_split` of the
 S training images; the test split is not loaded), PCA fitted on the fitting
 images reconstructs each validation image from its first d principal
 components. An autoencoder with latent size d that is optimised well should
 do at least this well; where it does not, it is limited by its optimisation
 or architecture, not its bottleneck. Prints per-pixel MSE ×10⁻³.
 
-    python benchmarks/pca_reference.py mnist fashion_mnist cifar10 --dims 10 32 64 128
+    PYTHONPATH=. python benchmarks/pca_reference.py mnist fashion_mnist cifar10 --dims 10 32 64 128
     python benchmarks/pca_reference.py --check    # pca_mse against scikit-learn, seconds
 """
 
 import argparse
 
 import numpy as np
-
-from keras_nrae.paper import image_benchmark as protocol
 
 
 def pca_mse(x_fit: np.ndarray, x_val: np.ndarray, dims) -> dict:
@@ -53,6 +51,8 @@ def main():
         return
     if not args.datasets:
         parser.error("name at least one dataset (or --check)")
+    from paper.table1 import protocol  # the source checkout's paper/ (PYTHONPATH=.); --check needs none of it
+
     config = protocol.BenchmarkConfig()
     print("Validation MSE x1e-3 of PCA with d components (d = 0: the mean image)")
     for dataset in args.datasets:

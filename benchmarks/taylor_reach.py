@@ -9,7 +9,7 @@ and largest predicted change of the output layer's pre-activation |J_a dz|
 the mean neighbour errors ‖x' − x̃'‖² of the first- and second-order
 expansions. README "Diverged runs are reported, not scored" uses its output.
 
-    python benchmarks/taylor_reach.py mnist --order 2 --k 10 --lam 1.0 --epochs 100 --seed 0
+    PYTHONPATH=. python benchmarks/taylor_reach.py mnist --order 2 --k 10 --lam 1.0 --epochs 100 --seed 0
 """
 
 import argparse
@@ -20,10 +20,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from keras_nrae import recipe as recipes  # noqa: E402
 from keras_nrae.graph import NeighborGraph  # noqa: E402
 from keras_nrae.metrics import reconstruction_mse  # noqa: E402
-from keras_nrae.paper import image_benchmark as protocol  # noqa: E402
 from keras_nrae.taylor import taylor_terms  # noqa: E402
+from paper.table1 import protocol  # noqa: E402
 
 PAIRS = 200
 
@@ -90,9 +91,8 @@ def main():
     x_fit, x_val = protocol.validation_images(args.dataset, config)
     graph = NeighborGraph.build(x_fit, k=args.k, verbose=0)
     print(f"{args.dataset} order={args.order} k={args.k} lam={args.lam:g} seed={args.seed}; {config}")
-    protocol.train_nrae(
-        x_fit, args.order, args.k, args.lam, config, args.seed, graph, [Reach(x_fit, x_val, graph)]
-    )
+    recipe = protocol.recipe(protocol.NRAE_NAMES[args.order], config, x_fit.shape[1:], {"k": args.k, "lam": args.lam})
+    recipes.train(x_fit, recipe, args.seed, graph=graph, callbacks=[Reach(x_fit, x_val, graph)])
 
 
 if __name__ == "__main__":

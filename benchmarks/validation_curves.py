@@ -1,15 +1,17 @@
 """Validation MSE against training epochs: how long to train in the Table 1 protocol.
 
-Uses only the protocol's validation split (`keras_nrae.paper.image_benchmark.select_nrae`'s:
+Uses only the protocol's validation split (`paper.table1.selection.select_nrae`'s:
 10 % of the S training images held out, seed 0), never the test split. Each
 model (AE, DAE and NRAE-L / NRAE-Q with the given k and λ) trains once with
-seed 0, the protocol's architecture, optimizer and batch size, and is scored
-every `--every` epochs. Prints one line per model: per-pixel validation MSE
+seed 0, the protocol's architecture, optimizer and batch size
+(`paper.table1.protocol.recipe`, through `keras_nrae.recipe.train`), and is
+scored every `--every` epochs. `--set NAME=VALUE ...` changes fields of each
+model's `keras_nrae.recipe.Recipe` (`Recipe.replace_from_strings`). Prints one line per model: per-pixel validation MSE
 ×10⁻³ at epochs every, 2·every, ..., and the epoch of its minimum.
 
-    python benchmarks/validation_curves.py mnist fashion_mnist --epochs 150 --every 10
-    python benchmarks/validation_curves.py cifar10 --models AE NRAE-L --set latent_dim=64
-    python benchmarks/validation_curves.py mnist --models NRAE-Q --lam 0.1 1 --before-output-activation
+    PYTHONPATH=. python benchmarks/validation_curves.py mnist fashion_mnist --epochs 150 --every 10
+    PYTHONPATH=. python benchmarks/validation_curves.py cifar10 --models AE NRAE-L --set latent_dim=64
+    PYTHONPATH=. python benchmarks/validation_curves.py mnist --models NRAE-Q --lam 0.1 1 --before-output-activation
 
 `--before-output-activation` also trains each NRAE with
 `expand_output_activation=False` (the decoder expanded up to its sigmoid,
@@ -17,6 +19,7 @@ every `--every` epochs. Prints one line per model: per-pixel validation MSE
 """
 
 import argparse
+import dataclasses
 import os
 import time
 
@@ -26,10 +29,10 @@ if __name__ == "__main__":
 import keras
 import numpy as np
 
-from keras_nrae.paper import image_benchmark as protocol
-from keras_nrae.paper.experiments import override_settings
+from keras_nrae import recipe as recipes
 from keras_nrae.graph import NeighborGraph
 from keras_nrae.metrics import reconstruction_mse
+from paper.table1 import protocol
 
 
 class ValidationCurve(keras.callbacks.Callback):
@@ -56,25 +59,39 @@ def main():
     parser.add_argument("--models", nargs="+", default=["AE", "DAE", "NRAE-L", "NRAE-Q"],
                         choices=protocol.MODEL_NAMES)
     parser.add_argument("--set", nargs="+", default=[], metavar="NAME=VALUE",
-                        help="change BenchmarkConfig fields, e.g. --set arch=conv latent_dim=64 neighbors_per_point=4")
+                        help="change Recipe fields of every model, e.g. --set architecture=conv latent_dim=64 neighbors_per_point=4")
     args = parser.parse_args()
-    config = override_settings(protocol.BenchmarkConfig(epochs=args.epochs), args.set)
-    print(f"Validation MSE x1e-3 at epochs {args.every}, {2 * args.every}, ... {args.epochs}; {config}")
+    config = with_recipe_fields(protocol.BenchmarkConfig(epochs=args.epochs), args.set)
+    print(f"Validation MSE x1e-3 at epochs {args.every}, {2 * args.every}, ... {args.epochs}; {config}"
+          + (f"; Recipe fields {' '.join(args.set)}" if args.set else ""))
     for dataset in args.datasets:
         x_fit, x_val = protocol.validation_images(dataset, config)
         graph = NeighborGraph.build(x_fit, k=args.k, verbose=0)
         for name, lam, expand_output_activation in runs(args):
             start = time.perf_counter()
             curve = ValidationCurve(x_val, args.every)
-            if name in protocol.NRAE_ORDERS:
-                order = protocol.NRAE_ORDERS[name]
-                protocol.train_nrae(x_fit, order, args.k, lam, config, 0, graph, [curve], expand_output_activation)
+            nrae = name in protocol.NRAE_ORDERS
+            recipe = protocol.recipe(name, config, x_fit.shape[1:], {"k": args.k, "lam": lam} if nrae else None)
+            recipe = dataclasses.replace(recipe.replace_from_strings(args.set),
+                                         expand_output_activation=expand_output_activation)
+            targets = protocol.grae_targets(x_fit, config) if name == "GRAE" else None
+            shared = graph if nrae and recipe.k == args.k else None  # --set k=... builds its own
+            recipes.train(x_fit, recipe, 0, graph=shared, targets=targets, callbacks=[curve])
+            if nrae:
                 name = f"{name} k={args.k} λ={lam:g}" + ("" if expand_output_activation else " σ(a+…)")
-            else:
-                protocol.train_baseline(name, x_fit, config, 0, [curve])
             values = " ".join(f"{1e3 * v:.2f}" for v in curve.curve)
             best = args.every * (1 + int(np.argmin(curve.curve))) if curve.curve else None
             print(f"{dataset:<14} {name:<18} {values}  (min at {best}; {time.perf_counter() - start:.0f} s)", flush=True)
+
+
+def with_recipe_fields(config, pairs):
+    """config with the fields it shares with `Recipe` (architecture: arch) set as the NAME=VALUE pairs set them,
+    so that what derives from them (GRAE's weight and targets) agrees with each model's recipe."""
+    parsed = recipes.Recipe().replace_from_strings(pairs)  # a wrong pair fails here, before any training
+    named = {pair.partition("=")[0] for pair in pairs}
+    shared = named & {field.name for field in dataclasses.fields(config)}
+    return dataclasses.replace(config, **{name: getattr(parsed, name) for name in shared},
+                               **({"arch": parsed.architecture} if "architecture" in named else {}))
 
 
 def runs(args):

@@ -19,7 +19,8 @@ from keras_nrae._files import atomic_open, atomic_path
 from keras_nrae.architectures import mlp_autoencoder
 from keras_nrae.export import export_saved_model
 from keras_nrae.graph import FORMAT_VERSION, NeighborGraph
-from keras_nrae.paper import image_benchmark
+from paper.table1.protocol import SMOKE_CONFIG
+from paper.table1.store import CellStore
 
 
 def truncate(path: Path) -> None:
@@ -375,8 +376,8 @@ def test_export_refuses_to_replace_a_folder_that_is_not_a_saved_model(tmp_path, 
 # the benchmark harness's cells.jsonl
 
 
-def _cells(path: Path, *cells) -> image_benchmark.CellStore:
-    store = image_benchmark.CellStore(path, image_benchmark.SMOKE_CONFIG)
+def _cells(path: Path, *cells) -> CellStore:
+    store = CellStore(path, SMOKE_CONFIG)
     for key, value in cells:
         store.put(key, value)
     return store

@@ -8,14 +8,21 @@ import keras
 import numpy as np
 import pytest
 
-from keras_nrae.paper import image_benchmark
-from keras_nrae.paper.image_benchmark import (
-    BenchmarkConfig,
-    MODEL_NAMES,
-    NraeSettings,
-    markdown_table,
-    training_subset,
-)
+from keras_nrae import recipe as recipes
+from keras_nrae import tuning
+from keras_nrae.datasets import load_images
+from keras_nrae.divergence import DivergenceMonitor, failure_reason, mean_image_mse
+from keras_nrae.metrics import reconstruction_mse
+from paper.table1 import harness, protocol, selection
+from paper.table1.protocol import BenchmarkConfig, MODEL_NAMES, training_subset
+from paper.table1.report import markdown_table
+from paper.table1.selection import NraeSettings
+
+
+def _patch_training(monkeypatch, train):
+    """Replace `keras_nrae.recipe.train`, the one training path, also where `keras_nrae.tuning` imported it."""
+    monkeypatch.setattr(recipes, "train", train)
+    monkeypatch.setattr(tuning, "train", train)
 
 
 def _write_npz(path, rng):
@@ -29,7 +36,7 @@ def _write_npz(path, rng):
 def test_smoke_run_selects_on_validation_before_seeing_test(tmp_path, monkeypatch):
     _write_npz(tmp_path / "tiny.npz", np.random.default_rng(0))
     events = []
-    load_images, select_nrae = image_benchmark.load_images, image_benchmark.select_nrae
+    select_nrae = harness.select_nrae
 
     def logged_load(dataset, split):
         events.append(f"load {split}")
@@ -39,10 +46,10 @@ def test_smoke_run_selects_on_validation_before_seeing_test(tmp_path, monkeypatc
         events.append(f"select on {len(x_train)} images")
         return select_nrae(x_train, *args)
 
-    monkeypatch.setattr(image_benchmark, "load_images", logged_load)
-    monkeypatch.setattr(image_benchmark, "select_nrae", logged_select)
+    monkeypatch.setattr(harness, "load_images", logged_load)
+    monkeypatch.setattr(harness, "select_nrae", logged_select)
     out = tmp_path / "out"
-    report = image_benchmark.main(
+    report = harness.main(
         [str(tmp_path / "tiny.npz"), "--smoke", "--seeds", "0", "--out", str(out)]
     )
     assert events == ["load train", "select on 64 images", "load test"]
@@ -57,9 +64,10 @@ def test_smoke_run_selects_on_validation_before_seeing_test(tmp_path, monkeypatc
     def no_training(*args, **kwargs):
         raise AssertionError("a finished cell was trained again")
 
-    for name in ("select_nrae", "train_nrae", "train_baseline"):
-        monkeypatch.setattr(image_benchmark, name, no_training)
-    resumed = image_benchmark.main(
+    for name in ("select_nrae", "select_baseline", "train_model"):
+        monkeypatch.setattr(harness, name, no_training)
+    _patch_training(monkeypatch, no_training)
+    resumed = harness.main(
         [str(tmp_path / "tiny.npz"), "--smoke", "--seeds", "0", "--out", str(out)]
     )
     assert resumed == report
@@ -98,24 +106,24 @@ def test_markdown_table_mean_std_and_change_vs_ae():
 
 def test_unknown_inputs_fail_clearly(tmp_path):
     with pytest.raises(ValueError, match="Unknown baseline 'PCA'"):
-        image_benchmark.build_baseline("PCA", (6, 6), image_benchmark.SMOKE_CONFIG, 0)
+        protocol.recipe("PCA", protocol.SMOKE_CONFIG, (6, 6))
     with pytest.raises(FileNotFoundError, match="No such .npz file"):
-        image_benchmark.load_images(str(tmp_path / "missing.npz"), "train")
+        load_images(str(tmp_path / "missing.npz"), "train")
 
 
 def test_validation_split_is_a_fixed_disjoint_partition():
     x = np.arange(50, dtype=np.float32)[:, None]
-    x_fit, x_val = image_benchmark.validation_split(x, 0.1)
+    x_fit, x_val = protocol.validation_split(x, 0.1)
     assert len(x_val) == 5 and len(x_fit) == 45
     np.testing.assert_array_equal(np.sort(np.concatenate([x_fit, x_val])[:, 0]), x[:, 0])
-    again_fit, again_val = image_benchmark.validation_split(x, 0.1)
+    again_fit, again_val = protocol.validation_split(x, 0.1)
     np.testing.assert_array_equal(again_val, x_val)
     np.testing.assert_array_equal(again_fit, x_fit)
 
 
 def _monitor_on(model_logs):
     """A DivergenceMonitor fed the given ("batch" | "epoch", loss) events."""
-    monitor = image_benchmark.DivergenceMonitor(factor=10.0)
+    monitor = DivergenceMonitor(factor=10.0)
     monitor.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
     for step, (kind, loss) in enumerate(model_logs):
         getattr(monitor, f"on_{'train_batch' if kind == 'batch' else 'epoch'}_end")(step, {"loss": loss})
@@ -151,34 +159,34 @@ class _Constant:
 
 def test_failure_reason_compares_with_the_mean_image():
     x = (np.random.default_rng(3).uniform(size=(50, 6, 6, 1)) < 0.1).astype("float32")
-    trivial = image_benchmark.mean_image_mse(x)
+    trivial = mean_image_mse(x)
     assert trivial == pytest.approx(np.mean((x - x.mean(0)) ** 2))
-    assert image_benchmark.failure_reason(_Halving(False), x) is None  # MSE = mean(x²)/4 < trivial
-    saturated = image_benchmark.failure_reason(_Constant(1.0), x)  # sigmoid stuck at 1
+    assert failure_reason(_Halving(False), x) is None  # MSE = mean(x²)/4 < trivial
+    saturated = failure_reason(_Constant(1.0), x)  # sigmoid stuck at 1
     assert saturated is not None and "mean training image" in saturated
-    assert image_benchmark.failure_reason(_Constant(1.0), x, factor=None) is None
-    assert image_benchmark.failure_reason(_Constant(np.nan), x, factor=None) is not None
+    assert failure_reason(_Constant(1.0), x, factor=None) is None
+    assert failure_reason(_Constant(np.nan), x, factor=None) is not None
 
 
 def test_a_run_that_is_wrong_from_its_first_epoch_is_reported_not_scored():
     # Sparse strokes and a step size that saturates the sigmoid at once: the loss
     # stays finite and bounded (never 10x its lowest), but the model is useless.
     x = (np.random.default_rng(4).uniform(size=(64, 6, 6, 1)) < 0.1).astype("float32")
-    config = image_benchmark.BenchmarkConfig(
+    config = protocol.BenchmarkConfig(
         latent_dim=2, hidden=(16,), batch_size=16, learning_rate=1.0, epochs=3
     )
-    model = image_benchmark.train_baseline("AE", x, config, seed=0)
-    assert image_benchmark.reconstruction_mse(model, x) > np.mean((x - x.mean(0)) ** 2)  # finite, useless
-    assert model.diverged and model.divergence
-    assert np.isnan(image_benchmark.validation_score(model, x))
+    run = selection.train_model("AE", x, config, seed=0)
+    assert reconstruction_mse(run.model, x) > np.mean((x - x.mean(0)) ** 2)  # finite, useless
+    assert run.diverged and run.divergence
+    assert np.isnan(selection.validation_score(run, x))
 
 
 def test_a_run_that_blows_up_is_reported_not_scored():
     x = np.random.default_rng(1).uniform(size=(32, 6, 6, 1)).astype("float32")
-    config = dataclasses.replace(image_benchmark.SMOKE_CONFIG, learning_rate=1e12, epochs=5)
-    model = image_benchmark.train_baseline("WAE", x, config, seed=0)
-    assert model.diverged
-    assert np.isnan(image_benchmark.validation_score(model, x))
+    config = dataclasses.replace(protocol.SMOKE_CONFIG, learning_rate=1e12, epochs=5)
+    run = selection.train_model("WAE", x, config, seed=0)
+    assert run.diverged
+    assert np.isnan(selection.validation_score(run, x))
 
 
 class _Halving:
@@ -191,17 +199,22 @@ class _Halving:
         return np.asarray(x) / 2
 
 
+def _run(model):
+    """A stand-in `recipes.Run` of a stand-in model, diverged as the model is flagged."""
+    return recipes.Run(model, {}, "stand-in diverged" if model.diverged else None)
+
+
 def test_selection_skips_diverged_settings(monkeypatch):
     x = np.random.default_rng(2).uniform(size=(40, 6, 6, 1)).astype("float32")
-    config = dataclasses.replace(image_benchmark.SMOKE_CONFIG, lam_grid=(0.1, 1.0))
-    monkeypatch.setattr(  # lam = 1 and every order-2 run diverge
-        image_benchmark, "train_nrae",
-        lambda x, order, k, lam, *args, **kwargs: _Halving(lam == 1.0 or order == 2),
+    config = dataclasses.replace(protocol.SMOKE_CONFIG, lam_grid=(0.1, 1.0))
+    _patch_training(  # lam = 1 and every order-2 run diverge
+        monkeypatch,
+        lambda x, recipe, *args, **kwargs: _run(_Halving(recipe.lam == 1.0 or recipe.order == 2)),
     )
     logs = []
-    chosen = image_benchmark.select_nrae(x, config, logs.append)
+    chosen = selection.select_nrae(x, config, logs.append)
     assert list(chosen) == [1] and chosen[1].lam == 0.1
-    _, x_val = image_benchmark.validation_split(x, config.validation_fraction)
+    _, x_val = protocol.validation_split(x, config.validation_fraction)
     assert chosen[1].validation_mse == pytest.approx(np.mean((x_val / 2) ** 2))
     assert sum("DIVERGED" in line for line in logs) == 3
 
@@ -218,19 +231,24 @@ class _Scaling:
 
 def test_baseline_selection_takes_the_lowest_validation_mse(monkeypatch):
     x = np.random.default_rng(3).uniform(size=(40, 6, 6, 1)).astype("float32")
-    config = dataclasses.replace(image_benchmark.SMOKE_CONFIG, grae_lam_grid=(0.1, 1.0, 10.0),
+    config = dataclasses.replace(protocol.SMOKE_CONFIG, grae_lam_grid=(0.1, 1.0, 10.0),
                                  grae_relax_grid=(False, True))
     # λ = 1 with relax reconstructs best; λ = 10 diverges.
     factor = lambda s: np.nan if s["lam"] == 10.0 else 0.9 if (s["lam"], s["relax"]) == (1.0, True) else 0.5
     seen = []
-    monkeypatch.setattr(image_benchmark, "grae_targets", lambda x, config: seen.append(len(x)))
-    monkeypatch.setattr(
-        image_benchmark, "train_baseline",
-        lambda name, x, config, seed, targets=None, chosen=None: seen.append(chosen) or _Scaling(factor(chosen)),
+    monkeypatch.setattr(protocol, "grae_targets", lambda x, config: seen.append(len(x)))
+
+    def chosen(recipe):  # the GRAE settings behind a recipe: weight = λ · D / d, relax_epochs = epochs or None
+        return {"lam": recipe.options["weight"] * recipe.latent_dim / 36,
+                "relax": recipe.options["relax_epochs"] is not None}
+
+    _patch_training(
+        monkeypatch,
+        lambda x, recipe, seed, **kwargs: seen.append(chosen(recipe)) or _run(_Scaling(factor(chosen(recipe)))),
     )
     logs = []
-    best = image_benchmark.select_baseline("GRAE", x, config, logs.append)
-    _, x_val = image_benchmark.validation_split(x, config.validation_fraction)
+    best = selection.select_baseline("GRAE", x, config, logs.append)
+    _, x_val = protocol.validation_split(x, config.validation_fraction)
     assert best["settings"] == {"lam": 1.0, "relax": True}
     assert best["validation_mse"] == pytest.approx(np.mean((0.1 * x_val) ** 2))
     assert seen[0] == 36 and len(seen) == 1 + 6  # targets of the 36 fitting images, then the grid
@@ -238,13 +256,14 @@ def test_baseline_selection_takes_the_lowest_validation_mse(monkeypatch):
 
 
 def test_baselines_get_the_chosen_weights_and_schedule():
-    config, shape = image_benchmark.SMOKE_CONFIG, (6, 6, 1)
-    grae = image_benchmark.build_baseline("GRAE", shape, config, 0, {"lam": 2.0, "relax": True})
+    config, shape = protocol.SMOKE_CONFIG, (6, 6, 1)
+    build = lambda name, chosen: recipes.build_model(shape, protocol.recipe(name, config, shape, chosen))
+    grae = build("GRAE", {"lam": 2.0, "relax": True})
     assert grae.weight == 2.0 * 36 / config.latent_dim and grae.relax_epochs == config.epochs
-    assert image_benchmark.build_baseline("GRAE", shape, config, 0, {"lam": 2.0, "relax": False}).relax_epochs is None
-    spae = image_benchmark.build_baseline("SPAE", shape, config, 0, {"lam": 0.5})
+    assert build("GRAE", {"lam": 2.0, "relax": False}).relax_epochs is None
+    spae = build("SPAE", {"lam": 0.5})
     assert spae.weight == 0.5 * 36 and spae.scaling == "point"
-    assert image_benchmark.baseline_grid("AE", config) == [] and len(image_benchmark.baseline_grid("GRAE", BenchmarkConfig())) == 10
+    assert protocol.baseline_grid("AE", config) == [] and len(protocol.baseline_grid("GRAE", BenchmarkConfig())) == 10
 
 
 def test_markdown_table_reports_diverged_runs():
@@ -264,20 +283,15 @@ def test_colour_images_train_with_the_colour_settings(tmp_path, monkeypatch):
         np.savez(tmp_path / f"{name}.npz", x_train=rng.integers(0, 256, (80, *shape), dtype=np.uint8),
                  x_test=rng.integers(0, 256, (20, *shape), dtype=np.uint8))
     trained = []
-    train_baseline, train_nrae = image_benchmark.train_baseline, image_benchmark.train_nrae
+    train = recipes.train
 
-    def recorded_baseline(name, x, config, *args, **kwargs):
-        trained.append((x.shape[-1], name, config.latent_dim, config.epochs))
-        return train_baseline(name, x, config, *args, **kwargs)
+    def recorded(x, recipe, *args, **kwargs):  # every training run, selection's included
+        trained.append((x.shape[-1], recipe.model, recipe.latent_dim, recipe.epochs))
+        return train(x, recipe, *args, **kwargs)
 
-    def recorded_nrae(x, order, k, lam, config, *args, **kwargs):
-        trained.append((x.shape[-1], f"NRAE{order}", config.latent_dim, config.epochs))
-        return train_nrae(x, order, k, lam, config, *args, **kwargs)
-
-    monkeypatch.setattr(image_benchmark, "train_baseline", recorded_baseline)
-    monkeypatch.setattr(image_benchmark, "train_nrae", recorded_nrae)
-    config = dataclasses.replace(image_benchmark.SMOKE_CONFIG, colour=(("latent_dim", 3), ("epochs", 2)))
-    image_benchmark.run([str(tmp_path / "grey.npz"), str(tmp_path / "colour.npz")], seeds=[0], config=config,
+    _patch_training(monkeypatch, recorded)
+    config = dataclasses.replace(protocol.SMOKE_CONFIG, colour=(("latent_dim", 3), ("epochs", 2)))
+    harness.run([str(tmp_path / "grey.npz"), str(tmp_path / "colour.npz")], seeds=[0], config=config,
                         log=lambda line: None)
     # Grey images are (N, 6, 6, 1): last axis 1; every model and selection run counted
     # (NRAE: 2 orders; GRAE, SPAE: 1 setting each in the smoke grids).
@@ -288,11 +302,11 @@ def test_colour_images_train_with_the_colour_settings(tmp_path, monkeypatch):
 
 def test_command_line_options_hold_for_colour_images_too(monkeypatch):
     configs = []
-    monkeypatch.setattr(image_benchmark, "run", lambda *args, **kwargs: (configs.append(args[3]), ([], ""))[1])
-    image_benchmark.main(["cifar10"])
-    image_benchmark.main(["cifar10", "--latent-dim", "7"])
+    monkeypatch.setattr(harness, "run", lambda *args, **kwargs: (configs.append(args[3]), ([], ""))[1])
+    harness.main(["cifar10"])
+    harness.main(["cifar10", "--latent-dim", "7"])
     default, latent_7 = configs
-    assert default == image_benchmark.BenchmarkConfig()
+    assert default == protocol.BenchmarkConfig()
     assert dict(default.colour) == {"latent_dim": 128, "epochs": 200}
     assert latent_7.latent_dim == 7 and dict(latent_7.colour) == {"epochs": 200}
     assert latent_7.for_images((32, 32, 3)).latent_dim == 7
@@ -303,10 +317,11 @@ def test_command_line_options_hold_for_colour_images_too(monkeypatch):
 def test_models_option_trains_and_reports_only_those_models(tmp_path, monkeypatch):
     _write_npz(tmp_path / "tiny.npz", np.random.default_rng(0))
     trained = []
-    train_baseline = image_benchmark.train_baseline
-    monkeypatch.setattr(image_benchmark, "train_baseline",
-                        lambda name, *args, **kwargs: trained.append(name) or train_baseline(name, *args, **kwargs))
-    report = image_benchmark.main([str(tmp_path / "tiny.npz"), "--smoke", "--seeds", "0", "--models", "AE", "NRAE-Q",
+    train_model = harness.train_model
+    monkeypatch.setattr(harness, "train_model",  # baselines trained (NRAE-Q trains too, through the same path)
+                        lambda name, *args, **kwargs: (name in protocol.BASELINE_NAMES and trained.append(name))
+                        or train_model(name, *args, **kwargs))
+    report = harness.main([str(tmp_path / "tiny.npz"), "--smoke", "--seeds", "0", "--models", "AE", "NRAE-Q",
                                    "--out", str(tmp_path / "out")])
     assert trained == ["AE"]
     with open(tmp_path / "out" / "image_benchmark.csv") as f:
@@ -314,14 +329,14 @@ def test_models_option_trains_and_reports_only_those_models(tmp_path, monkeypatc
     rows = [line.split(" |")[0] for line in report.splitlines() if line.startswith("| ")]
     assert rows == ["| model", "| AE", "| NRAE-Q", "| NRAE (best, on validation)", "| NRAE (best) vs AE"]
     with pytest.raises(ValueError, match=r"Unknown models \['PCA'\]"):
-        image_benchmark.benchmark_dataset(str(tmp_path / "tiny.npz"), "S", [0], image_benchmark.SMOKE_CONFIG,
+        harness.benchmark_dataset(str(tmp_path / "tiny.npz"), "S", [0], protocol.SMOKE_CONFIG,
                                           models=["AE", "PCA"])
 
 
 def test_baselines_alone_skip_the_nrae_selection(tmp_path, monkeypatch):
     _write_npz(tmp_path / "tiny.npz", np.random.default_rng(0))
-    monkeypatch.setattr(image_benchmark, "select_nrae", lambda *args, **kwargs: pytest.fail("selection ran"))
-    report = image_benchmark.main([str(tmp_path / "tiny.npz"), "--smoke", "--seeds", "0", "--models", "AE",
+    monkeypatch.setattr(harness, "select_nrae", lambda *args, **kwargs: pytest.fail("selection ran"))
+    report = harness.main([str(tmp_path / "tiny.npz"), "--smoke", "--seeds", "0", "--models", "AE",
                                    "--out", str(tmp_path / "out")])
     assert "| NRAE (best, on validation) | — |" in report
 
