@@ -20,8 +20,11 @@ then ranked by their full-space distance. It first measures recall@k on
 `recall_sample` random points against exact search and takes the cheapest of
 `_tuned_levels` (leaves searched, candidates kept) that reaches
 `recall_target` (0.995 by default), so the recall it reports in
-`graph.tuning` is measured, not assumed. `"auto"` is exact up to
-`AUTO_EXACT_MAX_POINTS` points and `"tuned"` above.
+`graph.tuning` is measured, not assumed; on data whose neighbours spread over
+many leaves it searches most of them, so its time grows towards N². `"auto"`
+is exact up to `AUTO_EXACT_MAX_POINTS` points and ScaNN above
+(benchmarks/results/graph_mnist.txt: "tuned" was no faster than "scann" on
+MNIST-60k at the same recall, so the default stayed).
 
 x and features may have any storage dtype and be memory-mapped or another
 random-access source (`keras_nrae.arrays`): they are read in chunks, uint8
@@ -505,7 +508,7 @@ class NeighborGraph:
           x: array (N, ...), flattened per point; uint8 is scaled into [0, 1].
           k: neighbours per point, 1 <= k < N.
           method: "exact", "tuned", "scann" or "auto" (exact up to
-            AUTO_EXACT_MAX_POINTS points, "tuned" above).
+            AUTO_EXACT_MAX_POINTS points, "scann" above).
           metric: "euclidean" (‖a − b‖₂) or "cosine" (1 − cos(a, b)).
           features: optional (N, F) vectors to measure distance in instead.
           seed: seeds ScaNN's clustering. ScaNN's training is not
@@ -533,7 +536,7 @@ class NeighborGraph:
             raise ValueError(f"recall_sample must be a positive integer, got {recall_sample!r}.")
         points, checksums = _points(rows, features, metric, verbose)
         if method == "auto":
-            method = "exact" if n <= AUTO_EXACT_MAX_POINTS else "tuned"
+            method = "exact" if n <= AUTO_EXACT_MAX_POINTS else "scann"
         progbar = progress_bar(n, verbose, f"{method} {k}-NN search")
         tuning = None
         if method == "exact":

@@ -262,13 +262,14 @@ def test_tuned_reaches_its_recall_target(dim):
     assert recall(again.indices, truth) >= 0.99
 
 
-def test_auto_picks_tuned_above_the_exact_limit(monkeypatch):
-    monkeypatch.setattr(graph_lib, "AUTO_EXACT_MAX_POINTS", 100)
+def test_tuned_on_few_points_and_auto_above_the_exact_limit(monkeypatch):
     data = random_data(n=300, shape=(6,))
-    graph = NeighborGraph.build(data, k=5, verbose=0)
+    graph = NeighborGraph.build(data, k=5, method="tuned", verbose=0)
     assert graph.method == "tuned" and graph.tuning["sampled_recall"] >= 0.995
     assert recall(graph.indices, brute_force(data, 5)[0]) >= 0.99
-    assert NeighborGraph.build(random_data(n=50), k=3, verbose=0).tuning is None
+    monkeypatch.setattr(graph_lib, "AUTO_EXACT_MAX_POINTS", 100)
+    graph = NeighborGraph.build(data, k=5, verbose=0)
+    assert graph.method == "scann" and graph.tuning is None
 
 
 @pytest.mark.parametrize("kwargs, match", [({"recall_target": 1.5}, "recall_target"),
