@@ -51,14 +51,14 @@ def clustered_features(path: str, points: int, dim: int = 64, seed: int = 0) -> 
     return write_npy(path, chunks(), points, verbose=0)
 
 
-def graph_case(folder: str, points: int) -> dict:
+def graph_case(folder: str, points: int, method: str = "auto") -> dict:
     from _memory import PeakAnon, peak_rss_mib
     from keras_nrae import NeighborGraph
 
     features = clustered_features(os.path.join(folder, "features.npy"), points)
     with PeakAnon() as memory:
         start = time.perf_counter()
-        graph = NeighborGraph.build(features, k=10, verbose=0)
+        graph = NeighborGraph.build(features, k=10, method=method, verbose=0)
         seconds = time.perf_counter() - start
     tuning = graph.tuning
     path = os.path.join(folder, "graph.npz")
@@ -144,12 +144,13 @@ def main() -> None:
     parser.add_argument("cases", nargs="*", help=f"any of {list(CASES)} (default: all)")
     parser.add_argument("--points", type=int, default=1_000_000, help="graph case")
     parser.add_argument("--sizes", default="100000,300000,1000000", help="growth case")
+    parser.add_argument("--method", default="auto", help="graph and growth cases")
     parser.add_argument("--folder", default=tempfile.gettempdir(), help="for the .npy files")
     parser.add_argument("--run", choices=CASES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run:
         with tempfile.TemporaryDirectory(dir=args.folder) as folder:
-            kwargs = {"points": args.points} if args.run == "graph" else {}
+            kwargs = {"points": args.points, "method": args.method} if args.run == "graph" else {}
             print(json.dumps(CASES[args.run](folder, **kwargs)))
         return
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -160,7 +161,7 @@ def main() -> None:
     print(f"{os.cpu_count()} CPUs")
     def run(case: str, points: int) -> dict:
         command = [sys.executable, __file__, "--run", case, "--points", str(points),
-                   "--folder", args.folder]
+                   "--folder", args.folder, "--method", args.method]
         result = subprocess.run(command, env=env, capture_output=True, text=True)
         if result.returncode:
             sys.exit(f"{case} failed:\n{result.stderr[-3000:]}")
