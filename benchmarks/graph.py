@@ -1,18 +1,30 @@
-"""Benchmark: the 10-NN graph of the 60,000 MNIST training images, ScaNN vs exact search.
+"""Benchmark: 10-NN graph builders side by side, ours and peers, on one machine in one run.
 
-Each method builds in its own subprocess, so its peak memory (max RSS) is its
-own; both read MNIST with `keras_nrae.datasets.load_images` ($KERAS_NRAE_DATA=../shared/data
-offline). Prints build times, their ratio, ScaNN's recall@k over all points
-against the exact graph, and peak memory. Targets: recall@10 >= 0.99 and
-ScaNN >= 3x faster.
+Each builder runs in its own subprocess (its peak memory is its own), builds
+the graph `--repeats` times and reports the median and every time; recall@k
+is measured for every builder the same way, on 1,000 random points against
+exact float32 search. pynndescent's numba compilation is timed apart (a first
+call on 2,000 points) and not counted in its build times.
 
-    python benchmarks/graph.py [--points 60000] [--k 10]
+Data: `mnist` (the 60,000 training images, 784 dims in [0, 1], via
+`keras_nrae.datasets.load_images`; $KERAS_NRAE_DATA=../shared/data offline) or
+`clustered` (`graph_scale.clustered_features`: 1,000 random 8-d subspaces plus
+noise, 64 dims, float32).
+
+Builders: ours-tuned (`NeighborGraph.build(x, k)`, the default), ours-scann
+(method="scann", the old default), ours-exact, pynndescent-20 / -30
+(n_neighbors 20 / 30, cut to k), faiss-hnsw (IndexHNSWFlat(32), efSearch 64),
+faiss-flat (exact). Peers need the `bench` extra (pip install -e .[bench]).
+
+    nice python benchmarks/graph.py [--data mnist|clustered] [--points N] [--repeats 3]
+        [--builders ours-tuned,pynndescent-20,...]
 """
 
 import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -20,62 +32,138 @@ import time
 
 import numpy as np
 
-METHODS = ("scann", "exact")
+BUILDERS = ("ours-tuned", "ours-scann", "ours-exact", "pynndescent-20", "pynndescent-30",
+            "faiss-hnsw", "faiss-flat")
+DEFAULT = "ours-tuned,ours-scann,pynndescent-20,pynndescent-30,faiss-hnsw"
 
 
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def load(data: str, points: int, folder: str) -> np.ndarray:
+    if data == "mnist":
+        from keras_nrae import datasets
+
+        x = datasets.load_images("mnist", "train")[:points]
+        return np.ascontiguousarray(x.reshape(len(x), -1), np.float32)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from graph_scale import clustered_features
+
+    return np.array(clustered_features(os.path.join(folder, "features.npy"), points))
 
 
-def build(method: str, points: int, k: int, path: str) -> None:
-    """Subprocess body: build one graph, save it to path, print JSON stats."""
-    from keras_nrae import NeighborGraph, datasets
+def builder(name: str, k: int):
+    """(build(x) -> (N, k) indices without self, extra stats) for one builder name."""
+    if name.startswith("ours-"):
+        from keras_nrae import NeighborGraph
 
-    x = datasets.load_images("mnist", "train")[:points]
-    before = peak_rss_mib()
-    start = time.perf_counter()
-    graph = NeighborGraph.build(x, k=k, method=method, verbose=0)
-    seconds = time.perf_counter() - start
-    graph.save(path)
-    print(json.dumps({"seconds": seconds, "rss_before": before, "rss_peak": peak_rss_mib()}))
+        def build(x):
+            graph = NeighborGraph.build(x, k=k, method=name[5:], verbose=0)
+            return graph.indices, {"method": graph.method, "tuning": graph.tuning}
+        return build, {}
+    if name.startswith("pynndescent-"):
+        import pynndescent
+
+        neighbours = int(name.split("-")[1])
+        start = time.perf_counter()
+        pynndescent.NNDescent(np.random.default_rng(0).random((2000, 8), np.float32),
+                              n_neighbors=neighbours, random_state=0).neighbor_graph
+        compile_s = time.perf_counter() - start
+
+        def build(x):
+            found, _ = pynndescent.NNDescent(x, n_neighbors=neighbours + 1, random_state=0,
+                                             n_jobs=-1).neighbor_graph
+            return without_self(found, k), {}
+        return build, {"compile_s": compile_s}
+    import faiss
+
+    def build(x):
+        if name == "faiss-hnsw":
+            index = faiss.IndexHNSWFlat(x.shape[1], 32)
+            index.hnsw.efSearch = 64
+        else:
+            index = faiss.IndexFlatL2(x.shape[1])
+        index.add(x)
+        _, found = index.search(x, k + 1)
+        return without_self(found, k), {}
+    return build, {}
 
 
-def run(method: str, points: int, k: int, path: str) -> dict:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    command = [sys.executable, __file__, "--build", method, "--points", str(points),
-               "--k", str(k), "--out", path]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-    return json.loads(result.stdout.strip().splitlines()[-1])
+def without_self(found: np.ndarray, k: int) -> np.ndarray:
+    """(N, >k) hits -> (N, k): each row's own index dropped (else its last hit)."""
+    keep = found != np.arange(len(found))[:, None]
+    keep[keep.sum(axis=1) > k, -1] = False
+    out = np.stack([row[mask][:k] for row, mask in zip(found, keep)])
+    return out
+
+
+def exact_sample(x: np.ndarray, k: int, sample: np.ndarray) -> np.ndarray:
+    """The exact k nearest other points of x[sample], float32 brute force."""
+    from keras_nrae.graph import _exact
+
+    return _exact(x, sample, k)[0]
+
+
+def run_builder(args) -> None:
+    """Subprocess body: build args.build `repeats` times; print JSON stats."""
+    with tempfile.TemporaryDirectory() as folder:
+        x = load(args.data, args.points, folder)
+    build, stats = builder(args.build, args.k)
+    times = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        indices, extra = build(x)
+        times.append(time.perf_counter() - start)
+    sample = np.sort(np.random.default_rng(1).choice(len(x), 1000, replace=False))
+    truth = exact_sample(x, args.k, sample)
+    hits = (np.asarray(indices)[sample][:, :, None] == truth[:, None, :]).any(axis=2).sum()
+    stats.update(extra, times=times, median_s=statistics.median(times),
+                 recall=float(hits) / truth.size,
+                 peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    print(json.dumps(stats))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", choices=("mnist", "clustered"), default="mnist")
     parser.add_argument("--points", type=int, default=60_000)
     parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--build", choices=METHODS, help=argparse.SUPPRESS)
-    parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--builders", default=DEFAULT, help=f"comma-separated, of {BUILDERS}")
+    parser.add_argument("--build", choices=BUILDERS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.build:
-        return build(args.build, args.points, args.k, args.out)
-
-    from keras_nrae import NeighborGraph
-
-    print(f"MNIST train, {args.points} points x 784 dims, k={args.k}, {os.cpu_count()} CPUs")
-    stats, graphs = {}, {}
-    with tempfile.TemporaryDirectory() as folder:
-        for method in METHODS:
-            path = os.path.join(folder, f"{method}.npz")
-            stats[method] = run(method, args.points, args.k, path)
-            graphs[method] = NeighborGraph.load(path)
-    exact, approx = graphs["exact"].indices, graphs["scann"].indices
-    recall = np.mean([np.intersect1d(a, b).size for a, b in zip(approx, exact)]) / args.k
-    print(f"{'method':8s} {'build s':>9s} {'peak RSS MiB':>13s} {'(data + imports)':>17s}")
-    for method in METHODS:
-        s = stats[method]
-        print(f"{method:8s} {s['seconds']:9.1f} {s['rss_peak']:13.0f} {s['rss_before']:17.0f}")
-    speedup = stats["exact"]["seconds"] / stats["scann"]["seconds"]
-    print(f"speed-up exact/scann: {speedup:.1f}x   (target >= 3x)")
-    print(f"ScaNN recall@{args.k} over all {args.points} points: {recall:.4f}   (target >= 0.99)")
+        return run_builder(args)
+    names = args.builders.split(",")
+    unknown = set(names) - set(BUILDERS)
+    if unknown:
+        parser.error(f"unknown builders {sorted(unknown)}; choose from {BUILDERS}")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
+               PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+    load_avg = os.getloadavg()
+    print(f"{args.data}, {args.points} points, k={args.k}, {args.repeats} repeats, "
+          f"{os.cpu_count()} CPUs, load average {load_avg[0]:.1f} at start", flush=True)
+    print(f"{'builder':16s} {'median s':>9s} {'vs ours':>8s} {'recall@k':>9s} {'RSS MiB':>8s}"
+          f"  times s; notes", flush=True)
+    results = {}
+    for name in names:
+        command = [sys.executable, __file__, "--build", name, "--data", args.data,
+                   "--points", str(args.points), "--k", str(args.k),
+                   "--repeats", str(args.repeats)]
+        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        if done.returncode:
+            print(f"{name:16s} failed: {done.stderr.strip().splitlines()[-1:]}", flush=True)
+            continue
+        s = results[name] = json.loads(done.stdout.strip().splitlines()[-1])
+        ours = results.get(names[0], s)["median_s"]
+        notes = ", ".join(f"{t:.1f}" for t in s["times"])
+        if "compile_s" in s:
+            notes += f"; numba compile {s['compile_s']:.1f} s apart"
+        if s.get("tuning"):
+            t = s["tuning"]
+            notes += (f"; {t['leaves_searched']}/{t['leaves']} leaves, {t['candidates']} "
+                      f"candidates, sampled recall {t['sampled_recall']:.4f}")
+        print(f"{name:16s} {s['median_s']:9.2f} {s['median_s'] / ours:7.2f}x "
+              f"{s['recall']:9.4f} {s['peak_rss_mib']:8.0f}  {notes}", flush=True)
+    print(f"load average {os.getloadavg()[0]:.1f} at end", flush=True)
 
 
 if __name__ == "__main__":

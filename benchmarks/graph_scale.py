@@ -5,12 +5,17 @@
           from a .npy memmap: build time, peak memory (max RSS and peak
           anonymous growth) and recall@10 on 1,000 sampled points against
           exact search. Target: recall@10 >= 0.95 within memory.
+  growth  the graph case at each of --sizes (default 10^5, 3·10^5, 10^6), each in
+          its own subprocess: build time, recall@10 (on 1,000 points, apart
+          from the build's own sampled recall), time / (N log N) relative to
+          the smallest size, and the exponent b of time ∝ N^b between sizes.
   memmap  a 4 GiB uint8 memmap of 64x64x3 images (349,525 of them; random
           pixels): 16 features per image (4x4 mean-pooled grey) computed in
           chunks, the graph on them, `neighborhood_dataset` and `fit` for a
           few steps. Target: anonymous memory grows by < 1 GiB.
 
-    nice python benchmarks/graph_scale.py [graph|memmap ...] [--points 1000000] [--folder /tmp]
+    nice python benchmarks/graph_scale.py [graph|growth|memmap ...] [--points 1000000]
+        [--sizes 100000,300000,1000000] [--folder /tmp]
 """
 
 import argparse
@@ -46,23 +51,27 @@ def clustered_features(path: str, points: int, dim: int = 64, seed: int = 0) -> 
     return write_npy(path, chunks(), points, verbose=0)
 
 
-def graph_case(folder: str, points: int) -> dict:
+def graph_case(folder: str, points: int, method: str = "auto") -> dict:
     from _memory import PeakAnon, peak_rss_mib
     from keras_nrae import NeighborGraph
 
     features = clustered_features(os.path.join(folder, "features.npy"), points)
     with PeakAnon() as memory:
         start = time.perf_counter()
-        graph = NeighborGraph.build(features, k=10, verbose=0)
+        graph = NeighborGraph.build(features, k=10, method=method, verbose=0)
         seconds = time.perf_counter() - start
+    tuning = graph.tuning
     path = os.path.join(folder, "graph.npz")
     graph.save(path)
     graph = NeighborGraph.load(path, mmap_mode="r")
     start = time.perf_counter()
     recall = graph.recall(features, sample=1000)
-    return {"points": points, "method": graph.method, "build_s": seconds,
-            "anon_growth_mib": memory.growth, "peak_rss_mib": peak_rss_mib(),
-            "recall@10": recall, "recall_s": time.perf_counter() - start}
+    stats = {"points": points, "method": graph.method, "build_s": seconds,
+             "anon_growth_mib": memory.growth, "peak_rss_mib": peak_rss_mib(),
+             "recall@10": recall, "recall_s": time.perf_counter() - start}
+    if tuning:
+        stats.update({f"tuned_{key}": value for key, value in tuning.items()})
+    return stats
 
 
 def pooled_grey(images: np.ndarray) -> np.ndarray:
@@ -111,19 +120,37 @@ def memmap_case(folder: str) -> dict:
             "anon_growth_mib": memory.growth, "peak_rss_mib": peak_rss_mib()}
 
 
-CASES = {"graph": graph_case, "memmap": memmap_case}
+CASES = {"graph": graph_case, "growth": None, "memmap": memmap_case}
+
+
+def growth(rows: list) -> None:
+    """Print the growth table of graph-case results at increasing sizes."""
+    import math
+
+    print(f"{'N':>9s} {'build s':>8s} {'recall@10':>9s} {'sampled':>8s} {'leaves':>11s} "
+          f"{'cand.':>5s} {'s/(N log N) rel.':>16s} {'exponent':>8s}")
+    base = rows[0]["build_s"] / (rows[0]["points"] * math.log(rows[0]["points"]))
+    for i, r in enumerate(rows):
+        n, t = r["points"], r["build_s"]
+        slope = "" if i == 0 else f"{math.log(t / rows[i - 1]['build_s']) / math.log(n / rows[i - 1]['points']):.2f}"
+        leaves = f"{r.get('tuned_leaves_searched', '-')}/{r.get('tuned_leaves', '-')}"
+        print(f"{n:9d} {t:8.1f} {r['recall@10']:9.4f} {r.get('tuned_sampled_recall', float('nan')):8.4f} "
+              f"{leaves:>11s} {r.get('tuned_candidates', '-')!s:>5s} "
+              f"{t / (n * math.log(n)) / base:16.2f} {slope:>8s}", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cases", nargs="*", help=f"any of {list(CASES)} (default: all)")
     parser.add_argument("--points", type=int, default=1_000_000, help="graph case")
+    parser.add_argument("--sizes", default="100000,300000,1000000", help="growth case")
+    parser.add_argument("--method", default="auto", help="graph and growth cases")
     parser.add_argument("--folder", default=tempfile.gettempdir(), help="for the .npy files")
     parser.add_argument("--run", choices=CASES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run:
         with tempfile.TemporaryDirectory(dir=args.folder) as folder:
-            kwargs = {"points": args.points} if args.run == "graph" else {}
+            kwargs = {"points": args.points, "method": args.method} if args.run == "graph" else {}
             print(json.dumps(CASES[args.run](folder, **kwargs)))
         return
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -132,16 +159,25 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown cases {sorted(unknown)}; choose from {list(CASES)}")
     print(f"{os.cpu_count()} CPUs")
-    for case in args.cases or CASES:
-        command = [sys.executable, __file__, "--run", case, "--points", str(args.points),
-                   "--folder", args.folder]
+    def run(case: str, points: int) -> dict:
+        command = [sys.executable, __file__, "--run", case, "--points", str(points),
+                   "--folder", args.folder, "--method", args.method]
         result = subprocess.run(command, env=env, capture_output=True, text=True)
         if result.returncode:
             sys.exit(f"{case} failed:\n{result.stderr[-3000:]}")
         stats = json.loads(result.stdout.strip().splitlines()[-1])
         print(f"{case}: " + ", ".join(
             f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
-            for key, value in stats.items()))
+            for key, value in stats.items()), flush=True)
+        return stats
+
+    for case in args.cases or CASES:
+        if case == "growth":
+            print(f"load average {os.getloadavg()[0]:.1f} at start", flush=True)
+            growth([run("graph", int(n)) for n in args.sizes.split(",")])
+            print(f"load average {os.getloadavg()[0]:.1f} at end", flush=True)
+        else:
+            run(case, args.points)
 
 
 if __name__ == "__main__":

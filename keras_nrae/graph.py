@@ -12,8 +12,19 @@ ScaNN: a k-means tree of ~√N leaves (from 2,000 points on) of which a query
 searches 1/8, at most 40 (so 10⁶ points take minutes, not hours), 4-bit asymmetric
 hashing of 4-dimension blocks (from 64 dimensions on), and exact re-ranking
 of the best max(200, 20(k + 1)) candidates. It is approximate: `recall()`
-measures how close it came. `"auto"` is exact up to
-`AUTO_EXACT_MAX_POINTS` points and ScaNN above.
+measures how close it came. `"tuned"` searches a ScaNN k-means tree of ~√N
+leaves over the points' 64 principal axes (the points themselves when they
+have at most 64 dimensions), scoring every point of the leaves searched
+exactly in that space; on projected points each query's best candidates are
+then ranked by their full-space distance. It first measures recall@k on
+`recall_sample` random points against exact search and takes the cheapest of
+`_tuned_levels` (leaves searched, candidates kept) that reaches
+`recall_target` (0.995 by default), so the recall it reports in
+`graph.tuning` is measured, not assumed; on data whose neighbours spread over
+many leaves it searches most of them, so its time grows towards N². `"auto"`
+is exact up to `AUTO_EXACT_MAX_POINTS` points and ScaNN above
+(benchmarks/results/graph_mnist.txt: "tuned" was no faster than "scann" on
+MNIST-60k at the same recall, so the default stayed).
 
 x and features may have any storage dtype and be memory-mapped or another
 random-access source (`keras_nrae.arrays`): they are read in chunks, uint8
@@ -41,14 +52,17 @@ __all__ = [
     "METHODS",
     "METRICS",
     "NeighborGraph",
+    "RECALL_SAMPLE",
+    "RECALL_TARGET",
     "fingerprint",
 ]
 
 AUTO_EXACT_MAX_POINTS = 10_000
 FORMAT_VERSION = 1  # of the .npz files `NeighborGraph.save` writes
-METHODS = ("auto", "exact", "scann")
+METHODS = ("auto", "exact", "tuned", "scann")
 METRICS = ("euclidean", "cosine")
 _BLOCK_BYTES = 16 * 2**20
+_EXACT_QUERY_BLOCK = 1024
 _FINGERPRINT_ROWS = 64
 _MEMORY_MAPPED = ("indices", "distances", "checksums")
 _REQUIRED = ("indices", "distances", "method", "metric", "fingerprint")  # in a saved graph
@@ -62,6 +76,18 @@ _GRAPH_FILE = FileKind(
 _SCANN_TREE_MIN_POINTS = 2_000
 _SCANN_MAX_LEAVES_SEARCHED = 40
 _SCANN_HASH_MIN_DIM = 64
+# method="tuned": ScaNN over at most this many principal axes of the points (all
+# of them when there are fewer; PCA axes from a sample of _TUNED_PCA_SAMPLE rows);
+# each query's candidates cut to the k + _TUNED_MARGIN nearest in the full space
+# before the exact ranking; queries per ScaNN call and per ranking block; the
+# default recall target and sample size.
+_TUNED_MAX_DIM = 64
+_TUNED_MARGIN = 4
+_TUNED_PCA_SAMPLE = 20_000
+_TUNED_SEARCH_BLOCK = 16_384
+_TUNED_RANK_BLOCK = 64
+RECALL_TARGET = 0.995
+RECALL_SAMPLE = 1000
 
 
 def fingerprint(x) -> str:
@@ -161,9 +187,13 @@ def _rank(points: np.ndarray, rows: np.ndarray, candidates: np.ndarray, k: int):
 def _exact(points: np.ndarray, rows: np.ndarray, k: int, progbar=None):
     """Exact k-NN of points[rows] among all points; see `_rank` for the outputs.
 
-    Each block takes each query's 2k + 1 nearest by float32 −2q·p + ‖p‖²
-    (TensorFlow matmul + top_k), drops the query itself and `_rank`s the rest
-    by direct distance, so round-off in the expansion cannot reorder them.
+    Queries go in blocks of up to _EXACT_QUERY_BLOCK against tiles of the
+    points, each (block, tile) holding at most _BLOCK_BYTES of float32
+    distances, so a tile is read once per block and the matmul runs at BLAS
+    speed. Each tile keeps each query's 2k + 1 nearest by −2q·p + ‖p‖²
+    (TensorFlow matmul + top_k); of their union the query itself is dropped
+    and the 2k nearest are `_rank`ed by direct distance, so round-off in the
+    expansion cannot reorder them.
     """
     n = len(points)
     data = tf.constant(points, tf.float32)
@@ -171,13 +201,29 @@ def _exact(points: np.ndarray, rows: np.ndarray, k: int, progbar=None):
     num_candidates = min(2 * k, n - 1)
     out_indices = np.empty((len(rows), k), np.int32)
     out_distances = np.empty((len(rows), k), np.float32)
-    row_bytes = 12 * n + 2 * num_candidates * points.shape[1] * points.itemsize
-    for block in _blocks(len(rows), row_bytes):
-        query = tf.constant(rows[block])
-        sq = sq_norms - 2 * tf.matmul(tf.gather(data, query), data, transpose_b=True)
-        found = tf.math.top_k(-sq, num_candidates + 1).indices.numpy()
-        candidates = _without_self(found, rows[block])
-        out_indices[block], out_distances[block] = _rank(points, rows[block], candidates, k)
+    # A tile at least 4 (2k + 1) points wide; `_rank` in sub-blocks of its own budget.
+    queries_per_block = max(1, min(_EXACT_QUERY_BLOCK, _BLOCK_BYTES // (16 * (num_candidates + 1))))
+    tile = max(num_candidates + 1, _BLOCK_BYTES // (4 * queries_per_block))
+    rank_bytes = 2 * num_candidates * points.shape[1] * points.itemsize
+    for start in range(0, len(rows), queries_per_block):
+        block = slice(start, min(start + queries_per_block, len(rows)))
+        query = tf.gather(data, tf.constant(rows[block]))
+        found, scores = [], []
+        for first in range(0, n, tile):
+            last = min(first + tile, n)
+            sq = sq_norms[first:last] - 2 * tf.matmul(query, data[first:last], transpose_b=True)
+            best = tf.math.top_k(-sq, min(num_candidates + 1, last - first))
+            found.append(best.indices + first)
+            scores.append(best.values)
+        if len(found) > 1:
+            best = tf.math.top_k(tf.concat(scores, 1), num_candidates + 1)
+            found = tf.gather(tf.concat(found, 1), best.indices, batch_dims=1)
+        else:
+            found = found[0]
+        candidates = _without_self(found.numpy().astype(np.int64), rows[block])
+        for part in _blocks(len(candidates), rank_bytes):
+            at = slice(start + part.start, start + part.stop)
+            out_indices[at], out_distances[at] = _rank(points, rows[at], candidates[part], k)
         if progbar is not None:
             progbar.add(len(candidates))
     return out_indices, out_distances
@@ -259,13 +305,146 @@ def _neighbors_of_rows(
     return _scann(points, k, seed, progbar, rows)
 
 
+def _pca(points: np.ndarray, dim: int, seed: int) -> np.ndarray:
+    """points (N, F) -> (N, dim) float32 coordinates on their top `dim` principal axes.
+
+    Axes from a randomized SVD (two power iterations) of a sample of up to
+    _TUNED_PCA_SAMPLE centred rows; points are projected in blocks, never
+    copied whole.
+    """
+    n, f = points.shape
+    rng = np.random.default_rng(seed)
+    sample = points[np.sort(rng.choice(n, min(n, _TUNED_PCA_SAMPLE), replace=False))]
+    sample = sample.astype(np.float32)
+    mean = sample.mean(axis=0)
+    sample -= mean
+    basis = sample.T @ (sample @ rng.normal(size=(f, dim + 16)).astype(np.float32))
+    for _ in range(2):
+        basis, _ = np.linalg.qr(basis)
+        basis = sample.T @ (sample @ basis)
+    basis, _ = np.linalg.qr(basis)
+    _, _, vt = np.linalg.svd(sample @ basis, full_matrices=False)
+    axes = (basis @ vt[:dim].T).astype(np.float32)  # (F, dim), orthonormal columns
+    out = np.empty((n, dim), np.float32)
+    shift = mean @ axes
+    for block in _blocks(n, 4 * f):
+        out[block] = np.asarray(points[block], np.float32) @ axes - shift
+    return out
+
+
+def _tuned_levels(leaves: int, k: int, projected: bool):
+    """The search efforts the tuner tries, cheapest first: (leaves searched,
+    candidates kept). From 1/16 of the leaves, × ~1.4 a step up to all of them;
+    on projected points the candidates kept for full-space ranking grow with it."""
+    levels = []
+    for effort in (1, 1.5, 2, 3, 4, 6, 8, 12, 16):
+        searched = min(leaves, math.ceil(effort * leaves / 16))
+        kept = math.ceil((k + 1) * (3 + effort)) if projected else k + 1
+        levels.append((searched, kept))
+    return levels
+
+
+class _TunedSearcher:
+    """ScaNN over (projected) points, searched at one of `_tuned_levels`."""
+
+    def __init__(self, points: np.ndarray, k: int, seed: int):
+        from scann.scann_ops.py import scann_ops_pybind
+
+        self.points, self.k = points, k
+        n, f = points.shape
+        self.projected = f > _TUNED_MAX_DIM
+        space = _pca(points, _TUNED_MAX_DIM, seed) if self.projected else (
+            np.ascontiguousarray(points, dtype=np.float32))
+        self.space = space
+        self.leaves = int(math.sqrt(n)) if n >= _SCANN_TREE_MIN_POINTS else 1
+        self.levels = _tuned_levels(self.leaves, k, self.projected)
+        builder = scann_ops_pybind.builder(space, min(n, max(kept for _, kept in self.levels)),
+                                           "squared_l2")
+        if self.leaves > 1:
+            builder = builder.tree(num_leaves=self.leaves, num_leaves_to_search=self.leaves,
+                                   training_sample_size=min(n, 50 * self.leaves))
+        config = builder.score_brute_force().create_config()
+        config = config.replace("partitioning {", f"partitioning {{ clustering_seed: {seed + 1}", 1)
+        self.searcher = scann_ops_pybind.create_searcher(space, config, training_threads=1)
+
+    def search(self, rows: np.ndarray, level: int, progbar=None):
+        """k-NN of points[rows] at search effort `level`; see `_rank` for the outputs."""
+        searched, kept = self.levels[level]
+        kept = min(kept, len(self.points))
+        options = dict(final_num_neighbors=kept)
+        if self.leaves > 1:
+            options["leaves_to_search"] = searched
+        out_indices = np.empty((len(rows), self.k), np.int32)
+        out_distances = np.empty((len(rows), self.k), np.float32)
+        # ScaNN answers blocks of queries on all cores; their candidates are ranked in
+        # sub-blocks small enough that the rows they gather stay in cache.
+        row_bytes = 2 * kept * self.points.shape[1] * self.points.itemsize
+        for block in _blocks(len(rows), _BLOCK_BYTES // _TUNED_SEARCH_BLOCK):
+            query = rows[block]
+            found, _ = self.searcher.search_batched_parallel(self.space[query], **options)
+            found = found.astype(np.int64)
+            if found.shape[1] != kept:
+                raise RuntimeError(f"ScaNN returned {found.shape[1]} neighbours, not {kept}.")
+            candidates = _without_self(found, query)
+            for part in _blocks(len(query), max(row_bytes, _BLOCK_BYTES // _TUNED_RANK_BLOCK)):
+                at = slice(block.start + part.start, block.start + part.stop)
+                near = candidates[part]
+                if near.shape[1] > self.k + _TUNED_MARGIN:
+                    near = self._closest(query[part], near, self.k + _TUNED_MARGIN)
+                out_indices[at], out_distances[at] = _rank(self.points, query[part], near, self.k)
+            if progbar is not None:
+                progbar.add(len(query))
+        return out_indices, out_distances
+
+    def _closest(self, rows: np.ndarray, candidates: np.ndarray, m: int) -> np.ndarray:
+        """The m of each row's candidates nearest in the full space, by ‖c‖² − 2 p·c (float32)."""
+        points = self.points
+        if not hasattr(self, "_sq_norms"):
+            self._sq_norms = np.einsum("ij,ij->i", points, points)
+        scores = self._sq_norms[candidates] - 2 * np.einsum(
+            "bcf,bf->bc", points[candidates], points[rows])
+        order = np.argpartition(scores, m - 1, axis=1)[:, :m]
+        return np.take_along_axis(candidates, order, 1)
+
+
+def _tuned(points: np.ndarray, k: int, seed: int, recall_target: float, recall_sample: int,
+           progbar=None):
+    """Approximate k-NN of every point at the cheapest `_tuned_levels` effort whose recall
+    on `recall_sample` random points against exact search reaches recall_target.
+
+    Returns (indices, distances, the effort's (leaves searched, candidates kept),
+    its sampled recall).
+    """
+    n = len(points)
+    searcher = _TunedSearcher(points, k, seed)
+    rng = np.random.default_rng([seed, 22])  # not `recall()`'s sample
+    sample = np.sort(rng.choice(n, min(n, recall_sample), replace=False))
+    truth, _ = _exact(points, sample, k)
+    level, sampled_recall = 0, 0.0
+    for level in range(len(searcher.levels)):
+        found, _ = searcher.search(sample, level)
+        sampled_recall = _recall(found, truth)
+        if sampled_recall >= recall_target:
+            break
+    indices, distances = searcher.search(np.arange(n), level, progbar)
+    return indices, distances, (*searcher.levels[level], searcher.leaves), sampled_recall
+
+
+def _recall(found: np.ndarray, truth: np.ndarray) -> float:
+    """Mean fraction of each row of truth (b, k) that the same row of found lists."""
+    hits = (found[:, :, None] == truth[:, None, :]).any(axis=2).sum()
+    return float(hits) / truth.size
+
+
 class NeighborGraph:
     """k-nearest-neighbour graph of a dataset (module docstring).
 
     Attributes:
       indices: (N, k) int32, each row's neighbours, nearest first.
       distances: (N, k) float32, the matching distances.
-      method: "exact" or "scann", how it was built.
+      method: "exact", "tuned" or "scann", how it was built.
+      tuning: for method="tuned" as built (not saved): leaves, leaves_searched,
+        candidates, sampled_recall, recall_target, recall_sample; else None.
       metric: "euclidean" or "cosine".
       fingerprint: shape + hash of sampled rows of the data it was built on.
       checksums: (N,) uint64 checksum of every row of that data
@@ -301,6 +480,9 @@ class NeighborGraph:
         self.metric = str(metric)
         self.fingerprint = str(fingerprint)
         self.checksums = checksums
+        # method="tuned": the search effort chosen and the recall it reached on the
+        # sampled points (not saved).
+        self.tuning: Optional[dict] = None
 
     @property
     def num_points(self) -> int:
@@ -326,6 +508,8 @@ class NeighborGraph:
         features=None,
         seed: int = 0,
         verbose: int = 1,
+        recall_target: float = RECALL_TARGET,
+        recall_sample: int = RECALL_SAMPLE,
     ) -> "NeighborGraph":
         """The k-NN graph of x (N, ...), measured on x or on `features` (N, F).
 
@@ -339,14 +523,18 @@ class NeighborGraph:
         Args:
           x: array (N, ...), flattened per point; uint8 is scaled into [0, 1].
           k: neighbours per point, 1 <= k < N.
-          method: "exact", "scann" or "auto" (exact up to
-            AUTO_EXACT_MAX_POINTS points).
+          method: "exact", "tuned", "scann" or "auto" (exact up to
+            AUTO_EXACT_MAX_POINTS points, "scann" above).
           metric: "euclidean" (‖a − b‖₂) or "cosine" (1 − cos(a, b)).
           features: optional (N, F) vectors to measure distance in instead.
           seed: seeds ScaNN's clustering. ScaNN's training is not
             bit-reproducible: a rebuild may differ in a few rows (`save` a
             graph to reuse it exactly). Exact graphs are deterministic.
           verbose: 0 hides the progress bars shown from 10,000 points on.
+          recall_target: method="tuned" searches at the lowest effort whose
+            recall@k on `recall_sample` random points, against exact search,
+            is at least this (module docstring).
+          recall_sample: how many points that recall is measured on.
         """
         rows = Rows(x)
         n = len(rows)
@@ -358,16 +546,34 @@ class NeighborGraph:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {METRICS}, got {metric!r}.")
+        if not 0 <= recall_target <= 1:
+            raise ValueError(f"recall_target must be in [0, 1], got {recall_target!r}.")
+        if not isinstance(recall_sample, (int, np.integer)) or recall_sample < 1:
+            raise ValueError(f"recall_sample must be a positive integer, got {recall_sample!r}.")
         points, checksums = _points(rows, features, metric, verbose)
         if method == "auto":
             method = "exact" if n <= AUTO_EXACT_MAX_POINTS else "scann"
         progbar = progress_bar(n, verbose, f"{method} {k}-NN search")
-        indices, distances = _neighbors_of_rows(
-            points, np.arange(n), int(k), method, int(seed), progbar
-        )
+        tuning = None
+        if method == "tuned":
+            indices, distances, effort, sampled = _tuned(
+                points, int(k), int(seed), float(recall_target), int(recall_sample), progbar)
+            tuning = dict(zip(("leaves_searched", "candidates"), effort), leaves=effort[2],
+                          sampled_recall=sampled, recall_target=float(recall_target),
+                          recall_sample=min(n, int(recall_sample)))
+            if verbose and sampled < recall_target:
+                print(f"NeighborGraph.build: recall@{k} on {tuning['recall_sample']} sampled "
+                      f"points reached {sampled:.4f} at the highest search effort, below "
+                      f"recall_target={recall_target}; method=\"exact\" is exact.")
+        else:
+            indices, distances = _neighbors_of_rows(
+                points, np.arange(n), int(k), method, int(seed), progbar
+            )
         if metric == "cosine":
             distances = distances**2 / 2
-        return cls(indices, distances, method, metric, fingerprint(rows), checksums)
+        graph = cls(indices, distances, method, metric, fingerprint(rows), checksums)
+        graph.tuning = tuning
+        return graph
 
     def recall(self, x, sample: int = 1000, seed: int = 0, features=None) -> float:
         """Recall@k against exact search over `sample` random points of x.

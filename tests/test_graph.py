@@ -214,3 +214,66 @@ def test_non_finite_values_name_the_first_bad_row():
         NeighborGraph.build(random_data(n=20), k=3, features=features, verbose=0)
     with pytest.raises(ValueError, match="x contains NaN or Inf, first in row 7"):
         NeighborGraph.build(data, k=3, features=np.ones((20, 2)), verbose=0)
+
+
+def test_exact_merges_tiles_of_the_points(monkeypatch):
+    data = clustered_data(n=700, dim=12)
+    monkeypatch.setattr(graph_lib, "_EXACT_QUERY_BLOCK", 64)
+    monkeypatch.setattr(graph_lib, "_BLOCK_BYTES", 4 * 64 * 50)  # tiles of 50 points
+    graph = NeighborGraph.build(data, k=6, method="exact", verbose=0)
+    indices, distances = brute_force(data, 6)
+    np.testing.assert_array_equal(graph.indices, indices)
+    assert_close(graph.distances, distances)
+
+
+@pytest.mark.parametrize("data", [random_data(n=400, shape=(20,)), random_data(n=400, shape=(90,))],
+                         ids=["full-space", "projected"])
+def test_tuned_searching_every_candidate_is_exact(data, monkeypatch):
+    # Below _SCANN_TREE_MIN_POINTS there is no tree: every point is scored, in the
+    # full space (20-d) or in 64 principal axes with all points kept as candidates.
+    monkeypatch.setattr(graph_lib, "_tuned_levels", lambda leaves, k, projected: [(1, 400)])
+    graph = NeighborGraph.build(data, k=8, method="tuned", verbose=0)
+    indices, distances = brute_force(data, 8)
+    np.testing.assert_array_equal(graph.indices, indices)
+    assert_close(graph.distances, distances)
+    assert graph.method == "tuned" and graph.tuning["sampled_recall"] == 1.0
+
+
+@pytest.mark.parametrize("dim", [24, 100], ids=["full-space", "projected"])
+def test_tuned_reaches_its_recall_target(dim):
+    data = clustered_data(n=3000, dim=dim, clusters=30)
+    graph = NeighborGraph.build(data, k=10, method="tuned", verbose=0, recall_sample=500)
+    truth, _ = brute_force(data, 10)
+    tuning = graph.tuning
+    assert tuning["recall_target"] == 0.995 and tuning["recall_sample"] == 500
+    assert tuning["leaves"] == int(np.sqrt(3000)) and tuning["sampled_recall"] >= 0.995
+    assert recall(graph.indices, truth) >= 0.99
+    assert np.all(graph.indices != np.arange(len(data))[:, None])
+    assert np.all(np.diff(graph.distances, axis=1) >= 0)
+    listed = np.linalg.norm(data[:, None] - data[graph.indices], axis=-1)
+    assert_close(graph.distances, listed, rtol=1e-5)
+    # A lower target never searches harder. ScaNN's tree training is not
+    # bit-reproducible, so a rebuild may differ in a few rows, at the same guarantee.
+    easier = NeighborGraph.build(data, k=10, method="tuned", verbose=0, recall_sample=500,
+                                 recall_target=0.9)
+    assert easier.tuning["leaves_searched"] <= tuning["leaves_searched"]
+    again = NeighborGraph.build(data, k=10, method="tuned", verbose=0, recall_sample=500)
+    assert again.tuning["sampled_recall"] >= 0.995
+    assert recall(again.indices, truth) >= 0.99
+
+
+def test_tuned_on_few_points_and_auto_above_the_exact_limit(monkeypatch):
+    data = random_data(n=300, shape=(6,))
+    graph = NeighborGraph.build(data, k=5, method="tuned", verbose=0)
+    assert graph.method == "tuned" and graph.tuning["sampled_recall"] >= 0.995
+    assert recall(graph.indices, brute_force(data, 5)[0]) >= 0.99
+    monkeypatch.setattr(graph_lib, "AUTO_EXACT_MAX_POINTS", 100)
+    graph = NeighborGraph.build(data, k=5, verbose=0)
+    assert graph.method == "scann" and graph.tuning is None
+
+
+@pytest.mark.parametrize("kwargs, match", [({"recall_target": 1.5}, "recall_target"),
+                                           ({"recall_sample": 0}, "recall_sample")])
+def test_bad_tuning_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        NeighborGraph.build(random_data(n=20), k=3, verbose=0, **kwargs)
