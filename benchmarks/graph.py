@@ -43,8 +43,7 @@ def load(data: str, points: int, folder: str) -> np.ndarray:
 
         x = datasets.load_images("mnist", "train")[:points]
         return np.ascontiguousarray(x.reshape(len(x), -1), np.float32)
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from graph_scale import clustered_features
+    from graph_scale import clustered_features  # this script's folder is first on sys.path
 
     return np.array(clustered_features(os.path.join(folder, "features.npy"), points))
 
@@ -95,10 +94,15 @@ def without_self(found: np.ndarray, k: int) -> np.ndarray:
 
 
 def exact_sample(x: np.ndarray, k: int, sample: np.ndarray) -> np.ndarray:
-    """The exact k nearest other points of x[sample], float32 brute force."""
-    from keras_nrae.graph import _exact
-
-    return _exact(x, sample, k)[0]
+    """The exact k nearest other points of x[sample] (N, F), brute force in float64, ties by index."""
+    x = np.asarray(x, np.float64)
+    squared = np.einsum("ij,ij->i", x, x)
+    found = []
+    for block in np.array_split(sample, max(1, len(sample) // 100)):
+        distances = squared[block, None] - 2 * x[block] @ x.T + squared[None]
+        distances[np.arange(len(block)), block] = np.inf
+        found.append(np.argsort(distances, axis=1, kind="stable")[:, :k])
+    return np.concatenate(found)
 
 
 def run_builder(args) -> None:

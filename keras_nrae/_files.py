@@ -165,3 +165,28 @@ def atomic_open(path, mode: str = "w", **kwargs) -> Iterator[IO]:
     """`open(path, mode, **kwargs)` through `atomic_path`: path changes only once the block succeeds."""
     with atomic_path(path) as temporary, open(temporary, mode, **kwargs) as f:
         yield f
+
+
+def memory_map_npz(path: str, keys, mode: str) -> dict:
+    """The arrays named keys in an uncompressed .npz file, as np.memmap views of it."""
+    arrays = {}
+    with zipfile.ZipFile(path) as archive, open(path, "rb") as raw:
+        for info in archive.infolist():
+            key = info.filename[: -len(".npy")]
+            if key not in keys:
+                continue
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise FileFormatError(
+                    f"{path}: {info.filename} is compressed, so it cannot be memory-mapped: "
+                    f"load it without mmap_mode, or save the graph again with graph.save(path)."
+                )
+            raw.seek(info.header_offset + 26)  # zip local header: name and extra lengths
+            name_length, extra_length = struct.unpack("<HH", raw.read(4))
+            raw.seek(info.header_offset + 30 + name_length + extra_length)
+            version = np.lib.format.read_magic(raw)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}[version]
+            shape, fortran_order, dtype = read_header(raw)
+            arrays[key] = np.memmap(path, dtype, mode, raw.tell(), shape,
+                                    "F" if fortran_order else "C")
+    return arrays

@@ -29,22 +29,20 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from keras_nrae._files import FileFormatError, FileKind, atomic_open, atomic_path, open_npz
+from keras_nrae import _knn
+from keras_nrae._files import FileFormatError, FileKind, atomic_open, atomic_path, memory_map_npz, open_npz
 from keras_nrae.arrays import Rows, progress_bar, row_checksums, to_float
 from keras_nrae.graph import (
     AUTO_EXACT_MAX_POINTS,
     FORMAT_VERSION,
-    METHODS,
     METRICS,
     NeighborGraph,
-    _memory_map_npz,
-    _neighbors_of_rows,
-    _points,
     fingerprint,
 )
 
 __all__ = [
     "SHARD_FORMAT_VERSION",
+    "SHARD_METHODS",
     "build_shard",
     "merge_shards",
     "shard_from_environment",
@@ -58,6 +56,8 @@ _SHARD_FILE = FileKind(
     "build it again with keras_nrae.graph_shards.build_shard(x, k, path, shard, num_shards)",
 )
 _SHARD_ARRAYS = ("indices", "distances", "checksums")
+# "tuned" measures its recall on a sample of all points, which no single shard has.
+SHARD_METHODS = ("auto", "exact", "scann")
 _SHARD_SCALARS = ("shard", "num_shards", "start", "stop", "num_points", "method", "metric",
                   "fingerprint", "seed", "format_version")
 _AGREE = ("num_shards", "num_points", "k", "method", "metric", "fingerprint")  # seed: ScaNN only
@@ -197,7 +197,7 @@ def build_shard(
       shard, num_shards: this job's shard, 0 <= shard < num_shards <= N;
         both None: `shard_from_environment(num_shards)`. The shard holds rows
         `shard_rows(N, shard, num_shards)`.
-      method: "exact", "scann" or "auto" (exact up to AUTO_EXACT_MAX_POINTS
+      method: one of SHARD_METHODS, "exact", "scann" or "auto" (exact up to AUTO_EXACT_MAX_POINTS
         points, judged on all N, so every shard picks the same).
       metric, features, seed, verbose: as for `NeighborGraph.build`.
 
@@ -208,14 +208,7 @@ def build_shard(
     """
     rows = Rows(x)
     n = len(rows)
-    if n < 2:
-        raise ValueError(f"A neighbour graph needs at least 2 points, got {n}.")
-    if not isinstance(k, (int, np.integer)) or not 1 <= k < n:
-        raise ValueError(f"k must be an integer with 1 <= k < N = {n}, got {k!r}.")
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}.")
+    _knn.check_search(n, k, method, metric, SHARD_METHODS, METRICS)
     if shard is None:
         shard, num_shards = shard_from_environment(num_shards)
     elif num_shards is None:
@@ -223,7 +216,7 @@ def build_shard(
     start, stop = shard_rows(n, shard, num_shards)
     path = os.fspath(path).format(shard=shard, num_shards=num_shards)
     if features is None:
-        points, checksums = _points(rows, None, metric, verbose)
+        points, checksums = _knn.points_of(rows, None, metric, verbose)
         checksums = checksums[start:stop]
     else:
         features = Rows(features, "features")
@@ -233,13 +226,13 @@ def build_shard(
                 f"shape {tuple(features.shape)}."
             )
         checksums = _checksums(rows, start, stop)
-        points, _ = _points(features, None, metric, verbose)
+        points, _ = _knn.points_of(features, None, metric, verbose)
     if method == "auto":
         method = "exact" if n <= AUTO_EXACT_MAX_POINTS else "scann"
     progbar = progress_bar(
         stop - start, verbose, f"{method} {k}-NN search, shard {shard} of {num_shards}"
     )
-    indices, distances = _neighbors_of_rows(
+    indices, distances = _knn.neighbors_of_rows(
         points, np.arange(start, stop), int(k), method, int(seed), progbar
     )
     if metric == "cosine":
@@ -281,7 +274,7 @@ def _read_shard(path: str) -> Dict:
                 f"keras-nrae reads version {SHARD_FORMAT_VERSION}: {_SHARD_FILE.fix}."
             )
         shard = {key: f[key].item() for key in _SHARD_SCALARS}
-        shard.update(_memory_map_npz(path, _SHARD_ARRAYS, "r"))
+        shard.update(memory_map_npz(path, _SHARD_ARRAYS, "r"))
     rows = shard["stop"] - shard["start"]
     indices, distances, checksums = (shard[key] for key in _SHARD_ARRAYS)
     if (indices.ndim != 2 or indices.shape[0] != rows or distances.shape != indices.shape

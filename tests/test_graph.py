@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from keras_nrae import arrays
+from keras_nrae import _knn, arrays
 from keras_nrae import graph as graph_lib
 from keras_nrae.graph import NeighborGraph
 from tests._numerics import assert_close
@@ -46,7 +46,7 @@ def test_exact_equals_brute_force(data):
 
 def test_exact_in_many_small_blocks_is_unchanged(monkeypatch):
     data = random_data(n=200)
-    monkeypatch.setattr(graph_lib, "_BLOCK_BYTES", 4 * 200 * 7)  # 7 queries per block
+    monkeypatch.setattr(_knn, "_BLOCK_BYTES", 4 * 200 * 7)  # 7 queries per block
     graph = NeighborGraph.build(data, k=5, method="exact", verbose=0)
     np.testing.assert_array_equal(graph.indices, brute_force(data, 5)[0])
 
@@ -218,8 +218,8 @@ def test_non_finite_values_name_the_first_bad_row():
 
 def test_exact_merges_tiles_of_the_points(monkeypatch):
     data = clustered_data(n=700, dim=12)
-    monkeypatch.setattr(graph_lib, "_EXACT_QUERY_BLOCK", 64)
-    monkeypatch.setattr(graph_lib, "_BLOCK_BYTES", 4 * 64 * 50)  # tiles of 50 points
+    monkeypatch.setattr(_knn, "_EXACT_QUERY_BLOCK", 64)
+    monkeypatch.setattr(_knn, "_BLOCK_BYTES", 4 * 64 * 50)  # tiles of 50 points
     graph = NeighborGraph.build(data, k=6, method="exact", verbose=0)
     indices, distances = brute_force(data, 6)
     np.testing.assert_array_equal(graph.indices, indices)
@@ -231,7 +231,7 @@ def test_exact_merges_tiles_of_the_points(monkeypatch):
 def test_tuned_searching_every_candidate_is_exact(data, monkeypatch):
     # Below _SCANN_TREE_MIN_POINTS there is no tree: every point is scored, in the
     # full space (20-d) or in 64 principal axes with all points kept as candidates.
-    monkeypatch.setattr(graph_lib, "_tuned_levels", lambda leaves, k, projected: [(1, 400)])
+    monkeypatch.setattr(_knn, "_tuned_levels", lambda leaves, k, projected: [(1, 400)])
     graph = NeighborGraph.build(data, k=8, method="tuned", verbose=0)
     indices, distances = brute_force(data, 8)
     np.testing.assert_array_equal(graph.indices, indices)
