@@ -11,7 +11,6 @@ with one line in `EXTRA_MODULES`; `tests/test_docs.py` fails while a public name
 
 import importlib
 import importlib.util
-import logging
 import inspect
 import os
 import sys
@@ -36,23 +35,6 @@ EXTRA_MODULES = [
 
 # Files outside docs/ that pages show: {path in the site: path in the repository}.
 EXTERNAL_FILES = {"results/margin.png": "benchmarks/results/margin/margin.png"}
-
-# Files whose docstring-layout warnings from griffe are shown as INFO rather than failing the strict
-# build: keras_nrae/paper has Args continuation lines indented 3 spaces (it is being moved to
-# paper/; fix the indentation there, then empty this).
-QUIET_LAYOUT_WARNINGS = ("keras_nrae/paper/",)
-
-
-class _LayoutWarningsAsInfo(logging.Filter):
-    def filter(self, record):
-        message = record.getMessage()
-        if "Confusing indentation" in message and any(path in message for path in QUIET_LAYOUT_WARNINGS):
-            record.levelno, record.levelname = logging.INFO, "INFO"
-        return True
-
-
-logging.getLogger("mkdocs.plugins.griffe").addFilter(_LayoutWarningsAsInfo())
-
 
 def _page(module: str) -> str:
     return "reference/index.md" if module == PACKAGE else f"reference/{module[len(PACKAGE) + 1:]}.md"
