@@ -31,6 +31,7 @@ EXTRA_MODULES = [
     "keras_nrae.paper.experiments",
     "keras_nrae.paper.image_benchmark",
     "keras_nrae.cli",
+    "keras_nrae.demo",
 ]
 
 # Files outside docs/ that pages show: {path in the site: path in the repository}.
