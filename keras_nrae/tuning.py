@@ -35,9 +35,9 @@ from keras_nrae.finite import NonFiniteError
 from keras_nrae.graph import NeighborGraph
 from keras_nrae.metrics import reconstruction_mse
 from keras_nrae.model import Autoencoder
-from keras_nrae.recipe import NRAE_ORDERS, EncoderDecoder, Recipe, train
+from keras_nrae.recipe import NRAE_ORDERS, EncoderDecoder, Recipe, Run, train
 
-__all__ = ["Search", "Trial", "grid_search"]
+__all__ = ["Search", "Trial", "grid_search", "validation_mse"]
 
 Grid = Union[Mapping[str, Sequence[Any]], Sequence[Mapping[str, Any]]]
 
@@ -124,6 +124,15 @@ def _append(path: str, entry: dict) -> None:
         os.fsync(f.fileno())
 
 
+def validation_mse(run: Run, x_val: np.ndarray) -> float:
+    """Per-pixel MSE of run's model on x_val, or NaN for a run that diverged or gives a non-finite
+    MSE: the score a trial is chosen by (never NaN's)."""
+    if run.diverged:
+        return float("nan")
+    mse = reconstruction_mse(run.model, x_val)
+    return mse if np.isfinite(mse) else float("nan")
+
+
 def _trial(changes, candidate: Recipe, x_fit, x_val, seed, graph, targets, builder):
     """(the Trial of candidate trained on x_fit and scored on x_val, its model or None if it raised)."""
     start = time.perf_counter()
@@ -131,9 +140,8 @@ def _trial(changes, candidate: Recipe, x_fit, x_val, seed, graph, targets, build
         run = train(x_fit, candidate, seed, graph=graph, targets=targets, builder=builder)
     except NonFiniteError as error:  # a recipe without divergence checks
         return Trial(changes, candidate, float("nan"), str(error), time.perf_counter() - start), None
-    mse = float("nan") if run.diverged else reconstruction_mse(run.model, x_val)
-    mse = mse if np.isfinite(mse) else float("nan")
-    return Trial(changes, candidate, mse, run.divergence, time.perf_counter() - start), run.model
+    return Trial(changes, candidate, validation_mse(run, x_val), run.divergence,
+                 time.perf_counter() - start), run.model
 
 
 def grid_search(

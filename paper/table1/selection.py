@@ -14,7 +14,6 @@ import numpy as np
 from keras_nrae import recipe as recipes
 from keras_nrae import tuning
 from keras_nrae.graph import NeighborGraph
-from keras_nrae.metrics import reconstruction_mse
 
 from paper.table1 import protocol
 from paper.table1.protocol import BenchmarkConfig
@@ -53,12 +52,8 @@ def train_model(
     )
 
 
-def validation_score(run: recipes.Run, x: np.ndarray) -> float:
-    """Per-pixel MSE of run's model on x, or NaN for a diverged run (the score runs are chosen and reported by)."""
-    if run.diverged:
-        return float("nan")
-    mse = reconstruction_mse(run.model, x)
-    return mse if np.isfinite(mse) else float("nan")
+# Per-pixel MSE, or NaN for a diverged run: the score runs are chosen and reported by.
+validation_score = tuning.validation_mse
 
 
 def _verdict(trial) -> str:
