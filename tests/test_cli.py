@@ -39,6 +39,15 @@ def test_version_is_the_package_version_and_the_installed_metadata(capsys):
     project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
     assert "version" not in project and project["dynamic"] == ["version"]  # defined once, in _version.py
 
+
+def test_the_changelog_dates_this_version():
+    import keras_nrae
+
+    changelog = (Path(__file__).resolve().parents[1] / "CHANGELOG.md").read_text()
+    released = re.findall(r"^## \[(\d+\.\d+\.\d+)\] - (\d{4}-\d{2}-\d{2})$", changelog, re.M)
+    assert released and released[0][0] == keras_nrae.__version__, released[:1]
+    assert changelog.index("## [Unreleased]") < changelog.index(f"## [{keras_nrae.__version__}]")
+
 def test_unknown_command_and_bad_options_are_refused(capsys):
     for argv in (["fly"], ["demo", "--epochs", "0"], ["train", "--dataset", "mnist"], ["demo", "--colour"]):
         with pytest.raises(SystemExit) as exit_info:
