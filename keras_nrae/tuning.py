@@ -54,12 +54,24 @@ class Trial:
     seconds: float
 
 
-@dataclasses.dataclass
 class Search:
-    """The trials in grid order, and the model the best one trained (on x_fit)."""
+    """The trials in grid order, and the model the best one trained (on x_fit).
 
-    trials: List[Trial]
-    best_model: Optional[Autoencoder]
+    `best_model` is None when every trial diverged. When the best trial came
+    from a resumed search's file, its model is trained again (same recipe and
+    seed: the same model) the first time `best_model` is read.
+    """
+
+    def __init__(self, trials: List[Trial], best_model: Optional[Autoencoder],
+                 retrain: Optional[Callable[[Trial], Autoencoder]] = None):
+        self.trials = trials
+        self._best_model, self._retrain = best_model, retrain
+
+    @property
+    def best_model(self) -> Optional[Autoencoder]:
+        if self._best_model is None and self.best_trial is not None and self._retrain is not None:
+            self._best_model = self._retrain(self.best_trial)
+        return self._best_model
 
     def best(self, **where: Any) -> Optional[Trial]:
         """The trial with the lowest finite validation MSE among those whose recipe
@@ -171,7 +183,7 @@ def grid_search(
       path: a JSON-lines file of finished trials, so that an interrupted search
         resumes; a trial is found there by its full recipe, seed and a digest of
         x_fit and x_val. The best model, when its trial came from the file, is
-        trained again (with the same seed: the same model).
+        trained again (with the same seed: the same model) when first asked for.
 
     Returns:
       `Search` with every trial and the best trial's model (None if all diverged).
@@ -212,7 +224,4 @@ def grid_search(
             log(f"  trial {len(trials)}: {described}  " + (
                 f"validation mse {trial.validation_mse:.5f}" if np.isfinite(trial.validation_mse)
                 else f"DIVERGED (not selectable): {trial.divergence}"))
-    search = Search(trials, best_model)
-    if best_model is None and search.best_trial is not None:  # the best trial came from the file
-        search.best_model = run(search.best_trial.changes, search.best_trial.recipe)[1]
-    return search
+    return Search(trials, best_model, retrain=lambda trial: run(trial.changes, trial.recipe)[1])

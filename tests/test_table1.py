@@ -94,3 +94,29 @@ def test_the_old_command_exits_2_and_the_new_one_runs():
     new = subprocess.run([sys.executable, "-m", "paper.table1", "--help"], cwd=ROOT, env=env,
                          capture_output=True, text=True)
     assert new.returncode == 0 and "Table 1 of the NRAE paper" in new.stdout, new.stderr
+
+
+def test_a_selection_killed_half_way_resumes_from_its_trials(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    data = tmp_path / "tiny.npz"
+    np.savez(data, x_train=rng.integers(0, 256, (80, 6, 6), dtype=np.uint8),
+             x_test=rng.integers(0, 256, (20, 6, 6), dtype=np.uint8))
+    config = dataclasses.replace(SMOKE_CONFIG, spae_lam_grid=(0.1, 1.0))
+    out = tmp_path / "out"
+    weights, kill_at = [], [2]
+
+    def train_or_die(x, recipe, *args, **kwargs):
+        weights.append(recipe.options["weight"])
+        if len(weights) == kill_at[0]:
+            raise KeyboardInterrupt  # the run is killed during its second trial
+        return train(x, recipe, *args, **kwargs)
+
+    monkeypatch.setattr("keras_nrae.tuning.train", train_or_die)
+    run = lambda: harness.run([str(data)], ["S"], [0], config, str(out), log=lambda line: None, models=["SPAE"])
+    with pytest.raises(KeyboardInterrupt):
+        run()
+    assert weights == [0.1 * 36, 1.0 * 36] and len((out / "trials.jsonl").read_text().splitlines()) == 1
+    weights.clear()
+    kill_at[0] = 0
+    run()
+    assert weights == [1.0 * 36]  # only the trial the first run did not finish

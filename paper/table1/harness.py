@@ -46,7 +46,7 @@ def _baseline_selection(name, x_train, dataset, size, config, log, store: CellSt
     key = f"selection/{dataset}/{size}/{name}"
     if store.get(key) is None:
         log(f"  selecting {name} settings on validation")
-        store.put(key, select_baseline(name, x_train, config, log))
+        store.put(key, select_baseline(name, x_train, config, log, store.trials_path))
     chosen = store.get(key)
     log(f"  chose {name}: " + ("none converged" if chosen["settings"] is None else
                                f"{describe(chosen['settings'])} (validation mse {chosen['validation_mse']:.5f})"))
@@ -58,7 +58,7 @@ def _nrae_selection(x_train, dataset, size, config, log, store: CellStore) -> Di
     key = f"selection/{dataset}/{size}"
     if store.get(key) is None:
         log("  selecting NRAE settings on validation")
-        chosen = select_nrae(x_train, config, log)
+        chosen = select_nrae(x_train, config, log, store.trials_path)
         store.put(key, [dataclasses.asdict(s) for s in chosen.values()])
     chosen = {s["order"]: NraeSettings(**s) for s in store.get(key)}
     for settings in chosen.values():

@@ -62,11 +62,14 @@ def _verdict(trial) -> str:
     return f"DIVERGED (not selectable): {trial.divergence}"
 
 
-def select_nrae(x_train: np.ndarray, config: BenchmarkConfig, log: Log = print) -> Dict[int, NraeSettings]:
+def select_nrae(
+    x_train: np.ndarray, config: BenchmarkConfig, log: Log = print, trials: Optional[str] = None
+) -> Dict[int, NraeSettings]:
     """Best (k, λ) per order by validation MSE on a split of x_train alone (seed 0).
 
     Diverged runs are logged and never chosen; an order whose every run
-    diverged is absent from the result.
+    diverged is absent from the result. trials: `grid_search`'s file of
+    finished trials, so that a selection killed half-way resumes.
     """
     x_fit, x_val = protocol.validation_split(x_train, config.validation_fraction)
     names = [protocol.NRAE_NAMES[order] for order in config.orders]
@@ -74,6 +77,7 @@ def select_nrae(x_train: np.ndarray, config: BenchmarkConfig, log: Log = print) 
     search = tuning.grid_search(
         x_fit, x_val, protocol.recipe(names[0], config, x_fit.shape[1:], start),
         {"model": names, "k": list(config.k_grid), "lam": list(config.lam_grid)}, seed=0, log=None,
+        path=trials,
     )
     for trial in search.trials:
         log(f"  validation  {trial.recipe.model}  k={trial.recipe.k:<3d} lam={trial.recipe.lam:<6g} {_verdict(trial)}")
@@ -85,7 +89,9 @@ def select_nrae(x_train: np.ndarray, config: BenchmarkConfig, log: Log = print) 
     return best
 
 
-def select_baseline(name: str, x_train: np.ndarray, config: BenchmarkConfig, log: Log = print) -> dict:
+def select_baseline(
+    name: str, x_train: np.ndarray, config: BenchmarkConfig, log: Log = print, trials: Optional[str] = None
+) -> dict:
     """The `protocol.baseline_grid` settings of `name` with the lowest validation MSE, as `select_nrae` chooses.
 
     Returns {"settings": those settings or None when every run diverged,
@@ -98,7 +104,7 @@ def select_baseline(name: str, x_train: np.ndarray, config: BenchmarkConfig, log
     search = tuning.grid_search(
         x_fit, x_val, protocol.recipe(name, config, shape),
         [{"options": protocol.recipe(name, config, shape, settings).options} for settings in grid],
-        seed=0, targets=targets, log=None,
+        seed=0, targets=targets, log=None, path=trials,
     )
     best = {"settings": None, "validation_mse": None}
     for settings, trial in zip(grid, search.trials, strict=True):

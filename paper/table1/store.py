@@ -24,7 +24,10 @@ class CellStore:
     one line and flushed to disk. A last line without its newline (a run
     killed while writing it) is cut from the file with a warning, and its
     cell computed again; any other line that is not a cell raises
-    `keras_nrae.FileFormatError` naming the file and the line.
+    `keras_nrae.FileFormatError` naming the file and the line. The
+    selections' single trials are kept apart, in `trials_path`
+    (`keras_nrae.tuning.grid_search`'s file), so that a selection killed
+    half-way resumes from its last finished trial.
     """
 
     def __init__(self, path: Optional[Path], config: BenchmarkConfig):
@@ -33,6 +36,11 @@ class CellStore:
             for entry in _read_cells(path):
                 if entry["config"] == self.config:
                     self.values[entry["key"]] = entry["value"]
+
+    @property
+    def trials_path(self) -> Optional[str]:
+        """trials.jsonl beside the cells' file, or None when nothing is kept."""
+        return None if self.path is None else str(self.path.with_name("trials.jsonl"))
 
     def get(self, key: str):
         return self.values.get(key)
