@@ -11,13 +11,18 @@ Data: `mnist` (the 60,000 training images, 784 dims in [0, 1], via
 `clustered` (`graph_scale.clustered_features`: 1,000 random 8-d subspaces plus
 noise, 64 dims, float32).
 
-Builders: ours-tuned (`NeighborGraph.build(x, k)`, the default), ours-scann
-(method="scann", the old default), ours-exact, pynndescent-20 / -30
+Builders: ours-auto (`NeighborGraph.build(x, k)`, the default), ours-tuned,
+ours-nndescent, ours-scann (method=...; "scann" was the default of 0.2),
+ours-exact, pynndescent-20 / -30
 (n_neighbors 20 / 30, cut to k), faiss-hnsw (IndexHNSWFlat(32), efSearch 64),
 faiss-flat (exact). Peers need the `bench` extra (pip install -e .[bench]).
 
     nice python benchmarks/graph.py [--data mnist|clustered] [--points N] [--repeats 3]
-        [--builders ours-tuned,pynndescent-20,...]
+        [--rounds 1] [--builders ours-auto,pynndescent-20,...] [--base-root OLD_CHECKOUT]
+
+With --rounds R the builders run in turn R times and each builder's median is
+over all its R × repeats builds, so slow drifts of a shared machine fall on
+all builders alike; recall is the lowest of the rounds'.
 """
 
 import argparse
@@ -32,9 +37,9 @@ import time
 
 import numpy as np
 
-BUILDERS = ("ours-tuned", "ours-scann", "ours-exact", "pynndescent-20", "pynndescent-30",
-            "faiss-hnsw", "faiss-flat")
-DEFAULT = "ours-tuned,ours-scann,pynndescent-20,pynndescent-30,faiss-hnsw"
+BUILDERS = ("ours-auto", "ours-tuned", "ours-nndescent", "ours-scann", "ours-exact",
+            "pynndescent-20", "pynndescent-30", "faiss-hnsw", "faiss-flat")
+DEFAULT = "ours-tuned,ours-nndescent,ours-scann,pynndescent-20,pynndescent-30,faiss-hnsw"
 
 
 def load(data: str, points: int, folder: str) -> np.ndarray:
@@ -50,21 +55,21 @@ def load(data: str, points: int, folder: str) -> np.ndarray:
 
 def builder(name: str, k: int):
     """(build(x) -> (N, k) indices without self, extra stats) for one builder name."""
-    if name.startswith("ours-"):
+    if name.startswith(("ours-", "base-")):
         from keras_nrae import NeighborGraph
 
         def build(x):
             graph = NeighborGraph.build(x, k=k, method=name[5:], verbose=0)
             return graph.indices, {"method": graph.method, "tuning": graph.tuning}
-        return build, {}
+        stats = {}
+        if name in ("ours-auto", "ours-nndescent"):
+            stats["compile_s"] = compile_pynndescent(20)
+        return build, stats
     if name.startswith("pynndescent-"):
         import pynndescent
 
         neighbours = int(name.split("-")[1])
-        start = time.perf_counter()
-        pynndescent.NNDescent(np.random.default_rng(0).random((2000, 8), np.float32),
-                              n_neighbors=neighbours, random_state=0).neighbor_graph
-        compile_s = time.perf_counter() - start
+        compile_s = compile_pynndescent(neighbours)
 
         def build(x):
             found, _ = pynndescent.NNDescent(x, n_neighbors=neighbours + 1, random_state=0,
@@ -83,6 +88,16 @@ def builder(name: str, k: int):
         _, found = index.search(x, k + 1)
         return without_self(found, k), {}
     return build, {}
+
+
+def compile_pynndescent(neighbours: int) -> float:
+    """Seconds of pynndescent's first call in this process (numba compilation), on 2,000 points."""
+    import pynndescent
+
+    start = time.perf_counter()
+    pynndescent.NNDescent(np.random.default_rng(0).random((2000, 8), np.float32),
+                          n_neighbors=neighbours, random_state=0).neighbor_graph
+    return time.perf_counter() - start
 
 
 def without_self(found: np.ndarray, k: int) -> np.ndarray:
@@ -130,43 +145,58 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=60_000)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--builders", default=DEFAULT, help=f"comma-separated, of {BUILDERS}")
-    parser.add_argument("--build", choices=BUILDERS, help=argparse.SUPPRESS)
+    parser.add_argument("--builders", default=DEFAULT, help=f"comma-separated, of {BUILDERS}, "
+                        "or base-<method> (method= of the --base-root checkout)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run the builders in turn this many times (times pooled per builder)")
+    parser.add_argument("--base-root", help="another checkout (e.g. a git worktree of an "
+                        "earlier commit) whose keras_nrae the base-<method> builders import")
+    parser.add_argument("--build", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.build:
         return run_builder(args)
     names = args.builders.split(",")
-    unknown = set(names) - set(BUILDERS)
+    unknown = {n for n in names if not n.startswith("base-")} - set(BUILDERS)
     if unknown:
         parser.error(f"unknown builders {sorted(unknown)}; choose from {BUILDERS}")
+    if any(n.startswith("base-") for n in names) and not args.base_root:
+        parser.error("base-<method> builders need --base-root")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
-               PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
     load_avg = os.getloadavg()
-    print(f"{args.data}, {args.points} points, k={args.k}, {args.repeats} repeats, "
-          f"{os.cpu_count()} CPUs, load average {load_avg[0]:.1f} at start", flush=True)
-    print(f"{'builder':16s} {'median s':>9s} {'vs ours':>8s} {'recall@k':>9s} {'RSS MiB':>8s}"
+    print(f"{args.data}, {args.points} points, k={args.k}, {args.rounds} round(s) of "
+          f"{args.repeats} repeats, {os.cpu_count()} CPUs, load average {load_avg[0]:.1f} at start",
+          flush=True)
+    runs = {}
+    for _ in range(args.rounds):
+        for name in names:
+            library = args.base_root if name.startswith("base-") else root
+            env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=os.pathsep.join(
+                filter(None, [os.path.abspath(library), os.environ.get("PYTHONPATH")])))
+            command = [sys.executable, __file__, "--build", name, "--data", args.data,
+                       "--points", str(args.points), "--k", str(args.k),
+                       "--repeats", str(args.repeats)]
+            done = subprocess.run(command, env=env, capture_output=True, text=True)
+            if done.returncode:
+                print(f"{name:16s} failed: {done.stderr.strip().splitlines()[-1:]}", flush=True)
+                continue
+            runs.setdefault(name, []).append(json.loads(done.stdout.strip().splitlines()[-1]))
+    print(f"{'builder':16s} {'median s':>9s} {'vs first':>8s} {'recall@k':>9s} {'RSS MiB':>8s}"
           f"  times s; notes", flush=True)
-    results = {}
-    for name in names:
-        command = [sys.executable, __file__, "--build", name, "--data", args.data,
-                   "--points", str(args.points), "--k", str(args.k),
-                   "--repeats", str(args.repeats)]
-        done = subprocess.run(command, env=env, capture_output=True, text=True)
-        if done.returncode:
-            print(f"{name:16s} failed: {done.stderr.strip().splitlines()[-1:]}", flush=True)
-            continue
-        s = results[name] = json.loads(done.stdout.strip().splitlines()[-1])
-        ours = results.get(names[0], s)["median_s"]
-        notes = ", ".join(f"{t:.1f}" for t in s["times"])
+    medians = {name: statistics.median(t for s in ss for t in s["times"]) for name, ss in runs.items()}
+    for name, ss in runs.items():
+        s = ss[-1]
+        first = medians.get(names[0], medians[name])
+        notes = " | ".join(", ".join(f"{t:.1f}" for t in r["times"]) for r in ss)
         if "compile_s" in s:
             notes += f"; numba compile {s['compile_s']:.1f} s apart"
         if s.get("tuning"):
             t = s["tuning"]
-            notes += (f"; {t['leaves_searched']}/{t['leaves']} leaves, {t['candidates']} "
-                      f"candidates, sampled recall {t['sampled_recall']:.4f}")
-        print(f"{name:16s} {s['median_s']:9.2f} {s['median_s'] / ours:7.2f}x "
-              f"{s['recall']:9.4f} {s['peak_rss_mib']:8.0f}  {notes}", flush=True)
+            effort = (f"{t['n_neighbors']} neighbours" if "n_neighbors" in t else
+                      f"{t['leaves_searched']}/{t['leaves']} leaves, {t['candidates']} candidates")
+            notes += f"; {s['method']}: {effort}, sampled recall {t['sampled_recall']:.4f}"
+        recall = min(r["recall"] for r in ss)
+        print(f"{name:16s} {medians[name]:9.2f} {medians[name] / first:7.2f}x "
+              f"{recall:9.4f} {max(r['peak_rss_mib'] for r in ss):8.0f}  {notes}", flush=True)
     print(f"load average {os.getloadavg()[0]:.1f} at end", flush=True)
 
 

@@ -18,7 +18,10 @@ import tensorflow as tf
 from keras_nrae.arrays import Rows, row_checksums, to_float
 
 _BLOCK_BYTES = 16 * 2**20
-_EXACT_QUERY_BLOCK = 1024
+_EXACT_QUERY_BLOCK = 256
+# `_smallest`: rows at least this many times m wide are cut into groups of _TOP_GROUP.
+_GROUPED_TOP_MIN = 64
+_TOP_GROUP = 16
 # ScaNN: partition into ~sqrt(N) leaves and search 1/8 of them (at most 40)
 # from this many points on; quantise (4 dims per 4-bit code) from this dimension on.
 _SCANN_TREE_MIN_POINTS = 2_000
@@ -33,6 +36,10 @@ _TUNED_PCA_SAMPLE = 20_000
 _TUNED_SEARCH_BLOCK = 16_384
 _TUNED_RANK_BLOCK = 32
 _TUNED_REGIONS = 256
+# method="nndescent": pynndescent's first n_neighbors is k + _NNDESCENT_EXTRA; at most
+# _NNDESCENT_ROUNDS builds.
+_NNDESCENT_EXTRA = 10
+_NNDESCENT_ROUNDS = 4
 
 
 def check_search(n: int, k, method: str, metric: str, methods: Tuple[str, ...], metrics: Tuple[str, ...]) -> None:
@@ -102,12 +109,14 @@ def _blocks(num_rows: int, row_bytes: int):
         yield slice(start, min(start + step, num_rows))
 
 
-def _without_self(found: np.ndarray, rows: np.ndarray) -> np.ndarray:
+def _without_self(found: np.ndarray, rows: np.ndarray, *also: np.ndarray):
     """found (b, c + 1) search hits -> (b, c): each row's own index removed,
-    or its last hit when self was crowded out (by exact duplicates)."""
+    or its last hit when self was crowded out (by exact duplicates); with
+    arrays `also` shaped like found, (found, *also) each cut the same way."""
     keep = found != rows[:, None]
     keep[keep.all(axis=1), -1] = False
-    return found[keep].reshape(len(rows), -1)
+    cut = [a[keep].reshape(len(rows), -1) for a in (found, *also)]
+    return tuple(cut) if also else cut[0]
 
 
 def _rank(points: np.ndarray, rows: np.ndarray, candidates: np.ndarray, k: int):
@@ -135,7 +144,7 @@ def exact(points: np.ndarray, rows: np.ndarray, k: int, progbar=None):
     points, each (block, tile) holding at most _BLOCK_BYTES of float32
     distances, so a tile is read once per block and the matmul runs at BLAS
     speed. Each tile keeps each query's 2k + 1 nearest by −2q·p + ‖p‖²
-    (TensorFlow matmul + top_k); of their union the query itself is dropped
+    (TensorFlow matmul + `_smallest`); of their union the query itself is dropped
     and the 2k nearest are `_rank`ed by direct distance, so round-off in the
     expansion cannot reorder them.
     """
@@ -156,9 +165,9 @@ def exact(points: np.ndarray, rows: np.ndarray, k: int, progbar=None):
         for first in range(0, n, tile):
             last = min(first + tile, n)
             sq = sq_norms[first:last] - 2 * tf.matmul(query, data[first:last], transpose_b=True)
-            best = tf.math.top_k(-sq, min(num_candidates + 1, last - first))
-            found.append(best.indices + first)
-            scores.append(best.values)
+            values, indices = _smallest(sq, min(num_candidates + 1, last - first))
+            found.append(indices + first)
+            scores.append(-values)
         if len(found) > 1:
             best = tf.math.top_k(tf.concat(scores, 1), num_candidates + 1)
             found = tf.gather(tf.concat(found, 1), best.indices, batch_dims=1)
@@ -171,6 +180,28 @@ def exact(points: np.ndarray, rows: np.ndarray, k: int, progbar=None):
         if progbar is not None:
             progbar.add(len(candidates))
     return out_indices, out_distances
+
+
+def _smallest(scores: tf.Tensor, m: int) -> Tuple[tf.Tensor, tf.Tensor]:
+    """(values, indices) (b, m) of the m smallest entries of each row of scores (b, w),
+    smallest first, ties by index.
+
+    Rows at least _GROUPED_TOP_MIN · m wide go by groups of _TOP_GROUP entries:
+    the m groups with the smallest minima hold the m smallest entries (a group
+    left out has m chosen groups at or below its minimum, so m entries at or
+    below each of its own), and top_k runs on their m · _TOP_GROUP entries and
+    on the w / _TOP_GROUP minima instead of on all w.
+    """
+    b, w = scores.shape
+    if w < _GROUPED_TOP_MIN * m:
+        best = tf.math.top_k(-scores, m)
+        return -best.values, best.indices
+    padded = tf.pad(scores, [[0, 0], [0, -w % _TOP_GROUP]], constant_values=np.inf)
+    groups = tf.reshape(padded, (b, -1, _TOP_GROUP))
+    chosen = tf.sort(tf.math.top_k(-tf.reduce_min(groups, axis=2), m).indices, axis=1)
+    best = tf.math.top_k(-tf.reshape(tf.gather(groups, chosen, batch_dims=1), (b, -1)), m)
+    group = tf.gather(chosen, best.indices // _TOP_GROUP, batch_dims=1)
+    return -best.values, group * _TOP_GROUP + best.indices % _TOP_GROUP
 
 
 def _scann_leaves(n: int) -> Tuple[int, int]:
@@ -323,7 +354,6 @@ class _TunedSearcher:
             options["leaves_to_search"] = searched
         out_indices = np.empty((len(rows), self.k), np.int32)
         out_distances = np.empty((len(rows), self.k), np.float32)
-        row_bytes = 2 * kept * self.points.shape[1] * self.points.itemsize
         # Queries go region by region, so the rows a block of candidates gathers
         # are mostly in cache; ScaNN answers a block on all cores, and its
         # candidates are ranked in small sub-blocks on all cores.
@@ -335,12 +365,8 @@ class _TunedSearcher:
                 if found.shape[1] != kept:
                     raise RuntimeError(f"ScaNN returned {found.shape[1]} neighbours, not {kept}.")
                 candidates = _without_self(found.astype(np.int64), rows[at])
-
-                def rank(part: slice) -> None:
-                    out_indices[at[part]], out_distances[at[part]] = _rank(
-                        self.points, rows[at[part]], candidates[part], self.k)
-
-                list(pool.map(rank, _blocks(len(at), max(row_bytes, _BLOCK_BYTES // _TUNED_RANK_BLOCK))))
+                _rank_on_all_cores(pool, self.points, rows, at, candidates, self.k,
+                                   out_indices, out_distances)
                 if progbar is not None:
                     progbar.add(len(at))
         return out_indices, out_distances
@@ -359,6 +385,18 @@ class _TunedSearcher:
         return self._regions[rows]
 
 
+def _rank_on_all_cores(pool, points, rows, at, candidates, k, out_indices, out_distances) -> None:
+    """out_*[at] = `_rank`(points, rows[at], candidates, k), in sub-blocks of at most
+    _TUNED_RANK_BLOCK rows (and _BLOCK_BYTES of gathered rows) over the pool's threads."""
+    row_bytes = 2 * candidates.shape[1] * points.shape[1] * points.itemsize
+
+    def rank(part: slice) -> None:
+        out_indices[at[part]], out_distances[at[part]] = _rank(
+            points, rows[at[part]], candidates[part], k)
+
+    list(pool.map(rank, _blocks(len(at), max(row_bytes, _BLOCK_BYTES // _TUNED_RANK_BLOCK))))
+
+
 def _cpus() -> int:
     """The CPU cores this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -374,9 +412,7 @@ def tuned(points: np.ndarray, k: int, seed: int, recall_target: float, recall_sa
     """
     n = len(points)
     searcher = _TunedSearcher(points, k, seed)
-    rng = np.random.default_rng([seed, 22])  # not `recall()`'s sample
-    sample = np.sort(rng.choice(n, min(n, recall_sample), replace=False))
-    truth, _ = exact(points, sample, k)
+    sample, truth = _sample_truth(points, k, seed, recall_sample)
     level, sampled_recall = 0, 0.0
     for level in range(len(searcher.levels)):
         found, _ = searcher.search(sample, level)
@@ -385,6 +421,78 @@ def tuned(points: np.ndarray, k: int, seed: int, recall_target: float, recall_sa
             break
     indices, distances = searcher.search(np.arange(n), level, progbar)
     return indices, distances, (*searcher.levels[level], searcher.leaves), sampled_recall
+
+
+def nndescent(points: np.ndarray, k: int, seed: int, recall_target: float, recall_sample: int,
+              progbar=None):
+    """Approximate k-NN of every point by NN-descent (pynndescent), with as many
+    neighbours per point as its recall on `recall_sample` random points against
+    exact search needs to reach recall_target.
+
+    pynndescent searches for n_neighbors = k + _NNDESCENT_EXTRA (MNIST-60k, k = 10:
+    recall@10 0.9965), ×1.5 a round while the sampled recall is short (at most
+    _NNDESCENT_ROUNDS rounds). Self is dropped, ties go by index, rows
+    pynndescent left short are searched exactly, and points that are not
+    float32 have their candidates `_rank`ed in their own dtype. Returns
+    (indices, distances, n_neighbors, sampled recall).
+    """
+    try:
+        import pynndescent
+    except ImportError as error:
+        raise ImportError('method="nndescent" needs pynndescent: pip install '
+                          '"keras-nrae[nndescent]" (or method="tuned").') from error
+    n = len(points)
+    sample, truth = _sample_truth(points, k, seed, recall_sample)
+    data = np.ascontiguousarray(points, np.float32)
+    neighbours = min(n - 1, k + _NNDESCENT_EXTRA)
+    for round_ in range(_NNDESCENT_ROUNDS):
+        found, found_distances = pynndescent.NNDescent(
+            data, n_neighbors=neighbours + 1, random_state=seed, n_jobs=_cpus()).neighbor_graph
+        found = np.asarray(found, np.int64)
+        sampled_recall = _recall(_rank_hits(points, sample, found[sample], k)[0], truth)
+        if sampled_recall >= recall_target or neighbours == n - 1 or round_ + 1 == _NNDESCENT_ROUNDS:
+            break
+        neighbours = min(n - 1, math.ceil(1.5 * neighbours))
+    rows = np.arange(n)
+    if points.dtype != np.float32:  # distances in points' dtype
+        indices, distances = _rank_hits(points, rows, found, k)
+    else:  # pynndescent's float32 distances, ties by index; rows it left short exactly
+        found, found_distances = _without_self(found, rows, found_distances)
+        by_index = np.argsort(found, axis=1)
+        found = np.take_along_axis(found, by_index, 1)
+        found_distances = np.take_along_axis(found_distances, by_index, 1)
+        order = np.argsort(found_distances, axis=1, kind="stable")[:, :k]
+        indices = np.take_along_axis(found, order, 1).astype(np.int32)
+        distances = np.take_along_axis(found_distances, order, 1).astype(np.float32)
+        short = (found < 0).any(axis=1)
+        if short.any():
+            indices[short], distances[short] = exact(points, rows[short], k)
+    if progbar is not None:
+        progbar.add(n)
+    return indices, distances, neighbours, sampled_recall
+
+
+def _rank_hits(points: np.ndarray, rows: np.ndarray, found: np.ndarray, k: int):
+    """`_rank` each row's search hits found (b, c + 1) (self dropped) on all cores;
+    rows with missing hits (−1) are searched exactly."""
+    candidates = _without_self(found, rows)
+    indices = np.empty((len(rows), k), np.int32)
+    distances = np.empty((len(rows), k), np.float32)
+    short = (candidates < 0).any(axis=1)
+    with ThreadPoolExecutor(_cpus()) as pool:
+        _rank_on_all_cores(pool, points, rows, np.flatnonzero(~short), candidates[~short], k,
+                           indices, distances)
+    if short.any():
+        indices[short], distances[short] = exact(points, rows[short], k)
+    return indices, distances
+
+
+def _sample_truth(points: np.ndarray, k: int, seed: int, size: int):
+    """(size random rows, sorted; their exact k-NN (size, k)): what tuned searches' recall is measured on."""
+    n = len(points)
+    rng = np.random.default_rng([seed, 22])  # not `NeighborGraph.recall()`'s sample
+    sample = np.sort(rng.choice(n, min(n, size), replace=False))
+    return sample, exact(points, sample, k)[0]
 
 
 def _recall(found: np.ndarray, truth: np.ndarray) -> float:

@@ -1,4 +1,4 @@
-"""NeighborGraph: the k nearest neighbours of every point, by exact search or ScaNN.
+"""NeighborGraph: the k nearest neighbours of every point, by exact search, ScaNN or NN-descent.
 
 Points are the flattened rows of x (N, ...), or the rows of `features` (N, F)
 when given. Distances are Euclidean, ‖p_i − p_j‖₂ (not squared); with
@@ -21,10 +21,15 @@ then ranked by their full-space distance. It first measures recall@k on
 `_tuned_levels` (leaves searched, candidates kept) that reaches
 `recall_target` (0.995 by default), so the recall it reports in
 `graph.tuning` is measured, not assumed; on data whose neighbours spread over
-many leaves it searches most of them, so its time grows towards N². `"auto"`
-is exact up to `AUTO_EXACT_MAX_POINTS` points and ScaNN above
-(benchmarks/results/graph_mnist.txt: "tuned" was no faster than "scann" on
-MNIST-60k at the same recall, so the default stayed).
+many leaves it searches most of them, so its time grows towards N².
+`"nndescent"` is NN-descent (pynndescent, the `nndescent` extra: UMAP's
+builder) with as many neighbours per point as the same sampled recall needs,
+its candidates then ranked by direct distance like the others. `"auto"` (the
+default) is exact up to `AUTO_EXACT_MAX_POINTS` points; above, "nndescent" on
+points of at most `AUTO_NNDESCENT_MAX_DIM` dimensions where pynndescent is
+installed, else "tuned": each is the faster where it is picked, and both
+measure their recall (benchmarks/results/graph_mnist.txt,
+graph_clustered.txt).
 
 x and features may have any storage dtype and be memory-mapped or another
 random-access source (`keras_nrae.arrays`): they are read in chunks, uint8
@@ -35,6 +40,7 @@ to one uncompressed .npz that `load(..., mmap_mode="r")` memory-maps.
 """
 
 import hashlib
+import importlib.util
 from typing import Optional
 
 import numpy as np
@@ -45,6 +51,7 @@ from keras_nrae.arrays import Rows, progress_bar, row_checksums
 
 __all__ = [
     "AUTO_EXACT_MAX_POINTS",
+    "AUTO_NNDESCENT_MAX_DIM",
     "FORMAT_VERSION",
     "METHODS",
     "METRICS",
@@ -55,8 +62,9 @@ __all__ = [
 ]
 
 AUTO_EXACT_MAX_POINTS = 10_000
+AUTO_NNDESCENT_MAX_DIM = 64
 FORMAT_VERSION = 1  # of the .npz files `NeighborGraph.save` writes
-METHODS = ("auto", "exact", "tuned", "scann")
+METHODS = ("auto", "exact", "tuned", "nndescent", "scann")
 METRICS = ("euclidean", "cosine")
 _FINGERPRINT_ROWS = 64
 _MEMORY_MAPPED = ("indices", "distances", "checksums")
@@ -69,6 +77,15 @@ _GRAPH_FILE = FileKind(
 # The default recall target and sample size of method="tuned".
 RECALL_TARGET = 0.995
 RECALL_SAMPLE = 1000
+
+
+def _auto_method(n: int, dim: int) -> str:
+    """method="auto" for n points of dim dimensions (module docstring)."""
+    if n <= AUTO_EXACT_MAX_POINTS:
+        return "exact"
+    if dim <= AUTO_NNDESCENT_MAX_DIM and importlib.util.find_spec("pynndescent"):
+        return "nndescent"
+    return "tuned"
 
 
 def fingerprint(x) -> str:
@@ -90,9 +107,10 @@ class NeighborGraph:
     Attributes:
       indices: (N, k) int32, each row's neighbours, nearest first.
       distances: (N, k) float32, the matching distances.
-      method: "exact", "tuned" or "scann", how it was built.
-      tuning: for method="tuned" as built (not saved): leaves, leaves_searched,
-        candidates, sampled_recall, recall_target, recall_sample; else None.
+      method: "exact", "tuned", "nndescent" or "scann", how it was built.
+      tuning: as built (not saved), for method="tuned": leaves, leaves_searched,
+        candidates; for "nndescent": n_neighbors; for both sampled_recall,
+        recall_target, recall_sample. None for the others.
       metric: "euclidean" or "cosine".
       fingerprint: shape + hash of sampled rows of the data it was built on.
       checksums: (N,) uint64 checksum of every row of that data
@@ -128,8 +146,8 @@ class NeighborGraph:
         self.metric = str(metric)
         self.fingerprint = str(fingerprint)
         self.checksums = checksums
-        # method="tuned": the search effort chosen and the recall it reached on the
-        # sampled points (not saved).
+        # method="tuned" / "nndescent": the search effort chosen and the recall it
+        # reached on the sampled points (not saved).
         self.tuning: Optional[dict] = None
 
     @property
@@ -171,15 +189,17 @@ class NeighborGraph:
         Args:
           x: array (N, ...), flattened per point; uint8 is scaled into [0, 1].
           k: neighbours per point, 1 <= k < N.
-          method: "exact", "tuned", "scann" or "auto" (exact up to
-            AUTO_EXACT_MAX_POINTS points, "scann" above).
+          method: "exact", "tuned", "nndescent", "scann" or "auto" (exact up
+            to AUTO_EXACT_MAX_POINTS points, above it "nndescent" for at most
+            AUTO_NNDESCENT_MAX_DIM dimensions where pynndescent is installed,
+            else "tuned").
           metric: "euclidean" (‖a − b‖₂) or "cosine" (1 − cos(a, b)).
           features: optional (N, F) vectors to measure distance in instead.
           seed: seeds ScaNN's clustering. ScaNN's training is not
             bit-reproducible: a rebuild may differ in a few rows (`save` a
             graph to reuse it exactly). Exact graphs are deterministic.
           verbose: 0 hides the progress bars shown from 10,000 points on.
-          recall_target: method="tuned" searches at the lowest effort whose
+          recall_target: methods "tuned" and "nndescent" search at the lowest effort whose
             recall@k on `recall_sample` random points, against exact search,
             is at least this (module docstring).
           recall_sample: how many points that recall is measured on.
@@ -193,14 +213,16 @@ class NeighborGraph:
             raise ValueError(f"recall_sample must be a positive integer, got {recall_sample!r}.")
         points, checksums = _knn.points_of(rows, features, metric, verbose)
         if method == "auto":
-            method = "exact" if n <= AUTO_EXACT_MAX_POINTS else "scann"
+            method = _auto_method(*points.shape)
         progbar = progress_bar(n, verbose, f"{method} {k}-NN search")
         tuning = None
-        if method == "tuned":
-            indices, distances, effort, sampled = _knn.tuned(
+        if method in ("tuned", "nndescent"):
+            search = _knn.tuned if method == "tuned" else _knn.nndescent
+            indices, distances, effort, sampled = search(
                 points, int(k), int(seed), float(recall_target), int(recall_sample), progbar)
-            tuning = dict(zip(("leaves_searched", "candidates"), effort), leaves=effort[2],
-                          sampled_recall=sampled, recall_target=float(recall_target),
+            tuning = dict(leaves_searched=effort[0], candidates=effort[1], leaves=effort[2]) if (
+                method == "tuned") else dict(n_neighbors=effort)
+            tuning.update(sampled_recall=sampled, recall_target=float(recall_target),
                           recall_sample=min(n, int(recall_sample)))
             if verbose and sampled < recall_target:
                 print(f"NeighborGraph.build: recall@{k} on {tuning['recall_sample']} sampled "

@@ -226,6 +226,17 @@ def test_exact_merges_tiles_of_the_points(monkeypatch):
     assert_close(graph.distances, distances)
 
 
+@pytest.mark.parametrize("width", [64 * 21 - 1, 64 * 21 + 5])  # plain top_k, then by groups
+def test_smallest_entries_match_a_full_sort_with_ties_by_index(width):
+    import tensorflow as tf
+
+    scores = np.random.default_rng(3).integers(0, 40, size=(7, width)).astype(np.float32)
+    values, indices = _knn._smallest(tf.constant(scores), 21)
+    order = np.argsort(scores, axis=1, kind="stable")[:, :21]
+    np.testing.assert_array_equal(indices, order)
+    np.testing.assert_array_equal(values, np.take_along_axis(scores, order, 1))
+
+
 @pytest.mark.parametrize("data", [random_data(n=400, shape=(20,)), random_data(n=400, shape=(90,))],
                          ids=["full-space", "projected"])
 def test_tuned_searching_every_candidate_is_exact(data, monkeypatch):
@@ -263,13 +274,82 @@ def test_tuned_reaches_its_recall_target(dim):
 
 
 def test_tuned_on_few_points_and_auto_above_the_exact_limit(monkeypatch):
-    data = random_data(n=300, shape=(6,))
+    data = random_data(n=300, shape=(80,))
     graph = NeighborGraph.build(data, k=5, method="tuned", verbose=0)
     assert graph.method == "tuned" and graph.tuning["sampled_recall"] >= 0.995
     assert recall(graph.indices, brute_force(data, 5)[0]) >= 0.99
     monkeypatch.setattr(graph_lib, "AUTO_EXACT_MAX_POINTS", 100)
-    graph = NeighborGraph.build(data, k=5, verbose=0)
-    assert graph.method == "scann" and graph.tuning is None
+    graph = NeighborGraph.build(data, k=5, verbose=0)  # 80 > AUTO_NNDESCENT_MAX_DIM
+    assert graph.method == "tuned" and graph.tuning["sampled_recall"] >= 0.995
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nndescent_reaches_its_recall_target(dtype):
+    pytest.importorskip("pynndescent")
+    data = clustered_data(n=3000, dim=24, clusters=30).astype(dtype)
+    graph = NeighborGraph.build(data, k=10, method="nndescent", verbose=0, recall_sample=500)
+    truth, _ = brute_force(data, 10)
+    assert graph.method == "nndescent" and graph.tuning["n_neighbors"] >= 20
+    assert graph.tuning["sampled_recall"] >= 0.995 and recall(graph.indices, truth) >= 0.99
+    assert np.all(graph.indices != np.arange(len(data))[:, None])
+    assert np.all(np.diff(graph.distances, axis=1) >= 0)
+    listed = np.linalg.norm(data[:, None] - data[graph.indices], axis=-1)
+    assert_close(graph.distances, listed, rtol=1e-5)
+
+
+class _FakeNNDescent:
+    """pynndescent.NNDescent stand-in: brute-force hits, self first, every
+    other row's hits scrambled below 30 neighbours, row 0 short of hits (-1)."""
+
+    built = []
+
+    def __init__(self, data, n_neighbors, random_state, n_jobs):
+        self.built.append(n_neighbors)
+        distances = np.linalg.norm(data[:, None] - data[None], axis=-1)
+        found = np.argsort(distances, axis=1, kind="stable")[:, :n_neighbors]
+        if n_neighbors < 30:
+            odd = np.arange(1, len(data), 2)[:, None]  # scrambled, never self
+            offsets = np.random.default_rng(0).integers(1, len(data), size=(len(odd), n_neighbors - 1))
+            found[1::2, 1:] = (odd + offsets) % len(data)
+        found[0, -1] = -1
+        self.neighbor_graph = (found, np.take_along_axis(distances, found, 1).astype(np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nndescent_adds_neighbours_until_the_sampled_recall_is_reached(dtype, monkeypatch):
+    import sys
+    import types
+
+    monkeypatch.setitem(sys.modules, "pynndescent", types.SimpleNamespace(NNDescent=_FakeNNDescent))
+    _FakeNNDescent.built.clear()
+    data = random_data(n=200, shape=(5,)).astype(dtype)
+    graph = NeighborGraph.build(data, k=6, method="nndescent", verbose=0, recall_sample=200)
+    # k + 10 = 16 neighbours (+ self) scramble half the rows, and so do 24; 36 find them all.
+    assert _FakeNNDescent.built == [17, 25, 37]
+    assert graph.tuning["n_neighbors"] == 36 and graph.tuning["sampled_recall"] == 1.0
+    indices, distances = brute_force(data, 6)
+    np.testing.assert_array_equal(graph.indices, indices)
+    assert_close(graph.distances, distances)
+
+
+def test_nndescent_without_pynndescent_says_what_to_install(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pynndescent", None)
+    with pytest.raises(ImportError, match=r"keras-nrae\[nndescent\]"):
+        NeighborGraph.build(random_data(n=50), k=3, method="nndescent", verbose=0)
+
+
+def test_auto_picks_by_size_dimension_and_what_is_installed(monkeypatch):
+    import importlib.util
+
+    assert graph_lib._auto_method(graph_lib.AUTO_EXACT_MAX_POINTS, 2) == "exact"
+    big = graph_lib.AUTO_EXACT_MAX_POINTS + 1
+    assert graph_lib._auto_method(big, graph_lib.AUTO_NNDESCENT_MAX_DIM + 1) == "tuned"
+    installed = importlib.util.find_spec("pynndescent") is not None
+    assert graph_lib._auto_method(big, 64) == ("nndescent" if installed else "tuned")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert graph_lib._auto_method(big, 64) == "tuned"
 
 
 @pytest.mark.parametrize("kwargs, match", [({"recall_target": 1.5}, "recall_target"),
