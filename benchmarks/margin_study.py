@@ -40,6 +40,7 @@ CELLS = (
     *(("mnist", n, None, (0, 1, 2)) for n in (500, 1000, 2000)),
     *(("cifar10", n, None, (0, 1)) for n in (500, 1000)),
     *(("mnist", 1000, d, (0, 1)) for d in (2, 32)),
+    *(("cifar10", 1000, d, (0, 1)) for d in (32, 512)),
 )
 
 def cell_folder(out: Path, dataset: str, n: int, latent: Optional[int]) -> Path:
