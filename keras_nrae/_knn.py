@@ -129,7 +129,12 @@ def _rank(points: np.ndarray, rows: np.ndarray, candidates: np.ndarray, k: int):
     candidates = np.sort(candidates, axis=1)
     diff = points[candidates]
     diff -= points[rows][:, None]
-    distances = np.sqrt(np.einsum("bcf,bcf->bc", diff, diff))
+    return _nearest_first(candidates, np.sqrt(np.einsum("bcf,bcf->bc", diff, diff)), k)
+
+
+def _nearest_first(candidates: np.ndarray, distances: np.ndarray, k: int):
+    """candidates (b, c), each row sorted by index, and their distances -> the k
+    nearest (indices (b, k) int32, distances (b, k) float32), nearest first, ties by index."""
     order = np.argsort(distances, axis=1, kind="stable")[:, :k]
     return (
         np.take_along_axis(candidates, order, 1).astype(np.int32),
@@ -453,35 +458,35 @@ def nndescent(points: np.ndarray, k: int, seed: int, recall_target: float, recal
         if sampled_recall >= recall_target or neighbours == n - 1 or round_ + 1 == _NNDESCENT_ROUNDS:
             break
         neighbours = min(n - 1, math.ceil(1.5 * neighbours))
-    rows = np.arange(n)
-    if points.dtype != np.float32:  # distances in points' dtype
-        indices, distances = _rank_hits(points, rows, found, k)
-    else:  # pynndescent's float32 distances, ties by index; rows it left short exactly
-        found, found_distances = _without_self(found, rows, found_distances)
-        by_index = np.argsort(found, axis=1)
-        found = np.take_along_axis(found, by_index, 1)
-        found_distances = np.take_along_axis(found_distances, by_index, 1)
-        order = np.argsort(found_distances, axis=1, kind="stable")[:, :k]
-        indices = np.take_along_axis(found, order, 1).astype(np.int32)
-        distances = np.take_along_axis(found_distances, order, 1).astype(np.float32)
-        short = (found < 0).any(axis=1)
-        if short.any():
-            indices[short], distances[short] = exact(points, rows[short], k)
+    # pynndescent's float32 distances are those of float32 points; others are re-ranked.
+    indices, distances = _rank_hits(points, np.arange(n), found, k,
+                                    found_distances if points.dtype == np.float32 else None)
     if progbar is not None:
         progbar.add(n)
     return indices, distances, neighbours, sampled_recall
 
 
-def _rank_hits(points: np.ndarray, rows: np.ndarray, found: np.ndarray, k: int):
-    """`_rank` each row's search hits found (b, c + 1) (self dropped) on all cores;
+def _rank_hits(points: np.ndarray, rows: np.ndarray, found: np.ndarray, k: int,
+               found_distances: Optional[np.ndarray] = None):
+    """Each row's k nearest search hits found (b, c + 1), self dropped, ties by
+    index: `_rank`ed on all cores, or by found_distances (b, c + 1) when given;
     rows with missing hits (−1) are searched exactly."""
-    candidates = _without_self(found, rows)
+    if found_distances is None:
+        candidates = _without_self(found, rows)
+    else:
+        candidates, found_distances = _without_self(found, rows, found_distances)
     indices = np.empty((len(rows), k), np.int32)
     distances = np.empty((len(rows), k), np.float32)
     short = (candidates < 0).any(axis=1)
-    with ThreadPoolExecutor(_cpus()) as pool:
-        _rank_on_all_cores(pool, points, rows, np.flatnonzero(~short), candidates[~short], k,
-                           indices, distances)
+    if found_distances is None:
+        with ThreadPoolExecutor(_cpus()) as pool:
+            _rank_on_all_cores(pool, points, rows, np.flatnonzero(~short), candidates[~short], k,
+                               indices, distances)
+    else:
+        by_index = np.argsort(candidates[~short], axis=1)
+        indices[~short], distances[~short] = _nearest_first(
+            np.take_along_axis(candidates[~short], by_index, 1),
+            np.take_along_axis(found_distances[~short], by_index, 1), k)
     if short.any():
         indices[short], distances[short] = exact(points, rows[short], k)
     return indices, distances
