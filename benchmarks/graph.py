@@ -28,6 +28,7 @@ all builders alike; recall is the lowest of the rounds'.
 """
 
 import argparse
+import inspect
 import json
 import os
 import resource
@@ -98,8 +99,9 @@ def warm_up(method: str, x: np.ndarray, k: int) -> float:
     from keras_nrae import NeighborGraph
     from keras_nrae import graph as graph_lib
 
-    if method == "auto":  # what "auto" picks for all of x; the base checkout's picked ScaNN
-        method = getattr(graph_lib, "_auto_method", lambda n, dim: "scann")(*x.shape)
+    pick = getattr(graph_lib, "_auto_method", None)  # 0.2's "auto" was ScaNN
+    if method == "auto":  # what "auto" picks for all of x: by (N,) now, by (N, dim) before
+        method = pick(*x.shape[:len(inspect.signature(pick).parameters)]) if pick else "scann"
     start = time.perf_counter()
     NeighborGraph.build(x[:2000], k=k, method=method, verbose=0)
     return time.perf_counter() - start

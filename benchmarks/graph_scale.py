@@ -60,7 +60,7 @@ def graph_case(folder: str, points: int, method: str = "auto") -> dict:
     features = clustered_features(os.path.join(folder, "features.npy"), points)
     # A first build in this process (numba's compilation for "nndescent", TensorFlow's and
     # ScaNN's kernels starting up) is timed apart, on 2,000 points, by the search N points get.
-    first_method = graph_lib._auto_method(*features.shape) if method == "auto" else method
+    first_method = graph_lib._auto_method(len(features)) if method == "auto" else method
     start = time.perf_counter()
     NeighborGraph.build(features[:2000], k=10, method=first_method, verbose=0)
     warmup_s = time.perf_counter() - start

@@ -25,12 +25,11 @@ many leaves it searches most of them, so its time grows towards N².
 `"nndescent"` is NN-descent (pynndescent, the `nndescent` extra: UMAP's
 builder) with as many neighbours per point as the same sampled recall needs,
 its candidates then ranked by direct distance like the others. `"auto"` (the
-default) is exact up to `AUTO_EXACT_MAX_POINTS` points; above, "nndescent" on
-points of at most `AUTO_NNDESCENT_MAX_DIM` dimensions where pynndescent is
-installed, else "tuned". Both measure their recall; on MNIST-60k (784-d)
-they take the same time, on 10⁵ clustered 64-d points "tuned" needs most of
-its leaves and takes 2.4× "nndescent"'s (benchmarks/results/graph_mnist.txt,
-graph_clustered_100k.txt).
+default) is exact up to `AUTO_EXACT_MAX_POINTS` points; above, "nndescent"
+where pynndescent is installed, else "tuned". Both measure their recall;
+"nndescent" is the faster on MNIST-60k (784-d) and on 10⁵ clustered 64-d
+points, where "tuned" needs most of its leaves
+(benchmarks/results/graph_mnist.txt, graph_clustered_100k.txt).
 
 x and features may have any storage dtype and be memory-mapped or another
 random-access source (`keras_nrae.arrays`): they are read in chunks, uint8
@@ -52,7 +51,6 @@ from keras_nrae.arrays import Rows, progress_bar, row_checksums
 
 __all__ = [
     "AUTO_EXACT_MAX_POINTS",
-    "AUTO_NNDESCENT_MAX_DIM",
     "FORMAT_VERSION",
     "METHODS",
     "METRICS",
@@ -63,7 +61,6 @@ __all__ = [
 ]
 
 AUTO_EXACT_MAX_POINTS = 10_000
-AUTO_NNDESCENT_MAX_DIM = 64
 FORMAT_VERSION = 1  # of the .npz files `NeighborGraph.save` writes
 METHODS = ("auto", "exact", "tuned", "nndescent", "scann")
 METRICS = ("euclidean", "cosine")
@@ -80,11 +77,11 @@ RECALL_TARGET = 0.995
 RECALL_SAMPLE = 1000
 
 
-def _auto_method(n: int, dim: int) -> str:
-    """method="auto" for n points of dim dimensions (module docstring)."""
+def _auto_method(n: int) -> str:
+    """method="auto" for n points (module docstring)."""
     if n <= AUTO_EXACT_MAX_POINTS:
         return "exact"
-    if dim <= AUTO_NNDESCENT_MAX_DIM and importlib.util.find_spec("pynndescent"):
+    if importlib.util.find_spec("pynndescent"):
         return "nndescent"
     return "tuned"
 
@@ -191,9 +188,8 @@ class NeighborGraph:
           x: array (N, ...), flattened per point; uint8 is scaled into [0, 1].
           k: neighbours per point, 1 <= k < N.
           method: "exact", "tuned", "nndescent", "scann" or "auto" (exact up
-            to AUTO_EXACT_MAX_POINTS points, above it "nndescent" for at most
-            AUTO_NNDESCENT_MAX_DIM dimensions where pynndescent is installed,
-            else "tuned").
+            to AUTO_EXACT_MAX_POINTS points, above it "nndescent" where
+            pynndescent is installed, else "tuned").
           metric: "euclidean" (‖a − b‖₂) or "cosine" (1 − cos(a, b)).
           features: optional (N, F) vectors to measure distance in instead.
           seed: seeds ScaNN's clustering. ScaNN's training is not
@@ -214,7 +210,7 @@ class NeighborGraph:
             raise ValueError(f"recall_sample must be a positive integer, got {recall_sample!r}.")
         points, checksums = _knn.points_of(rows, features, metric, verbose)
         if method == "auto":
-            method = _auto_method(*points.shape)
+            method = _auto_method(len(points))
         progbar = progress_bar(n, verbose, f"{method} {k}-NN search")
         tuning = None
         if method in ("tuned", "nndescent"):

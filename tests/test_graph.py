@@ -216,10 +216,12 @@ def test_non_finite_values_name_the_first_bad_row():
         NeighborGraph.build(data, k=3, features=np.ones((20, 2)), verbose=0)
 
 
-def test_exact_merges_tiles_of_the_points(monkeypatch):
+@pytest.mark.parametrize("block_bytes", [4 * 64 * 50, 4 * 700 * 52], ids=["blocks", "one-block"])
+def test_exact_merges_tiles_of_the_points(block_bytes, monkeypatch):
     data = clustered_data(n=700, dim=12)
     monkeypatch.setattr(_knn, "_EXACT_QUERY_BLOCK", 64)
-    monkeypatch.setattr(_knn, "_BLOCK_BYTES", 4 * 64 * 50)  # tiles of 50 points
+    # blocks of 64 queries and tiles of 50 points; or all 700 queries, tiles of 52 points
+    monkeypatch.setattr(_knn, "_BLOCK_BYTES", block_bytes)
     graph = NeighborGraph.build(data, k=6, method="exact", verbose=0)
     indices, distances = brute_force(data, 6)
     np.testing.assert_array_equal(graph.indices, indices)
@@ -274,12 +276,15 @@ def test_tuned_reaches_its_recall_target(dim):
 
 
 def test_tuned_on_few_points_and_auto_above_the_exact_limit(monkeypatch):
+    import importlib.util
+
     data = random_data(n=300, shape=(80,))
     graph = NeighborGraph.build(data, k=5, method="tuned", verbose=0)
     assert graph.method == "tuned" and graph.tuning["sampled_recall"] >= 0.995
     assert recall(graph.indices, brute_force(data, 5)[0]) >= 0.99
     monkeypatch.setattr(graph_lib, "AUTO_EXACT_MAX_POINTS", 100)
-    graph = NeighborGraph.build(data, k=5, verbose=0)  # 80 > AUTO_NNDESCENT_MAX_DIM
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # no pynndescent
+    graph = NeighborGraph.build(data, k=5, verbose=0)
     assert graph.method == "tuned" and graph.tuning["sampled_recall"] >= 0.995
 
 
@@ -289,7 +294,7 @@ def test_nndescent_reaches_its_recall_target(dtype):
     data = clustered_data(n=3000, dim=24, clusters=30).astype(dtype)
     graph = NeighborGraph.build(data, k=10, method="nndescent", verbose=0, recall_sample=500)
     truth, _ = brute_force(data, 10)
-    assert graph.method == "nndescent" and graph.tuning["n_neighbors"] >= 20
+    assert graph.method == "nndescent" and graph.tuning["n_neighbors"] >= 15
     assert graph.tuning["sampled_recall"] >= 0.995 and recall(graph.indices, truth) >= 0.99
     assert np.all(graph.indices != np.arange(len(data))[:, None])
     assert np.all(np.diff(graph.distances, axis=1) >= 0)
@@ -303,8 +308,8 @@ class _FakeNNDescent:
 
     built = []
 
-    def __init__(self, data, n_neighbors, random_state, n_jobs):
-        self.built.append(n_neighbors)
+    def __init__(self, data, n_neighbors, max_candidates, random_state, n_jobs):
+        self.built.append((n_neighbors, max_candidates))
         distances = np.linalg.norm(data[:, None] - data[None], axis=-1)
         found = np.argsort(distances, axis=1, kind="stable")[:, :n_neighbors]
         if n_neighbors < 30:
@@ -324,9 +329,10 @@ def test_nndescent_adds_neighbours_until_the_sampled_recall_is_reached(dtype, mo
     _FakeNNDescent.built.clear()
     data = random_data(n=200, shape=(5,)).astype(dtype)
     graph = NeighborGraph.build(data, k=6, method="nndescent", verbose=0, recall_sample=200)
-    # k + 10 = 16 neighbours (+ self) scramble half the rows, and so do 24; 36 find them all.
-    assert _FakeNNDescent.built == [17, 25, 37]
-    assert graph.tuning["n_neighbors"] == 36 and graph.tuning["sampled_recall"] == 1.0
+    # max(15, k + 5) = 15 neighbours (+ self) scramble half the rows, and so do 23; 35
+    # find them all; each with twice as many candidates, at most 60.
+    assert _FakeNNDescent.built == [(16, 30), (24, 46), (36, 60)]
+    assert graph.tuning["n_neighbors"] == 35 and graph.tuning["sampled_recall"] == 1.0
     indices, distances = brute_force(data, 6)
     np.testing.assert_array_equal(graph.indices, indices)
     assert_close(graph.distances, distances)
@@ -340,16 +346,15 @@ def test_nndescent_without_pynndescent_says_what_to_install(monkeypatch):
         NeighborGraph.build(random_data(n=50), k=3, method="nndescent", verbose=0)
 
 
-def test_auto_picks_by_size_dimension_and_what_is_installed(monkeypatch):
+def test_auto_picks_by_size_and_what_is_installed(monkeypatch):
     import importlib.util
 
-    assert graph_lib._auto_method(graph_lib.AUTO_EXACT_MAX_POINTS, 2) == "exact"
+    assert graph_lib._auto_method(graph_lib.AUTO_EXACT_MAX_POINTS) == "exact"
     big = graph_lib.AUTO_EXACT_MAX_POINTS + 1
-    assert graph_lib._auto_method(big, graph_lib.AUTO_NNDESCENT_MAX_DIM + 1) == "tuned"
     installed = importlib.util.find_spec("pynndescent") is not None
-    assert graph_lib._auto_method(big, 64) == ("nndescent" if installed else "tuned")
+    assert graph_lib._auto_method(big) == ("nndescent" if installed else "tuned")
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    assert graph_lib._auto_method(big, 64) == "tuned"
+    assert graph_lib._auto_method(big) == "tuned"
 
 
 @pytest.mark.parametrize("kwargs, match", [({"recall_target": 1.5}, "recall_target"),
