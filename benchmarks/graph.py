@@ -16,7 +16,8 @@ noise, 64 dims, float32).
 Builders: ours-auto (`NeighborGraph.build(x, k)`, the default), ours-tuned,
 ours-nndescent, ours-scann (method=...; "scann" was the default of 0.2),
 ours-exact, pynndescent-20 / -30
-(n_neighbors 20 / 30, cut to k), faiss-hnsw (IndexHNSWFlat(32), efSearch 64),
+(n_neighbors 20 / 30, cut to k), pynndescent-15x30 (15 neighbours, max_candidates 30:
+what ours-nndescent asks pynndescent for at k = 10), faiss-hnsw (IndexHNSWFlat(32), efSearch 64),
 faiss-flat (exact). Peers need the `bench` extra (pip install -e .[bench]).
 
     nice python benchmarks/graph.py [--data mnist|clustered] [--points N] [--repeats 3]
@@ -41,7 +42,7 @@ import time
 import numpy as np
 
 BUILDERS = ("ours-auto", "ours-tuned", "ours-nndescent", "ours-scann", "ours-exact",
-            "pynndescent-20", "pynndescent-30", "faiss-hnsw", "faiss-flat")
+            "pynndescent-20", "pynndescent-30", "pynndescent-15x30", "faiss-hnsw", "faiss-flat")
 DEFAULT = "ours-tuned,ours-nndescent,ours-scann,pynndescent-20,pynndescent-30,faiss-hnsw"
 
 
@@ -71,12 +72,14 @@ def builder(name: str, k: int):
     if name.startswith("pynndescent-"):
         import pynndescent
 
-        neighbours = int(name.split("-")[1])
+        neighbours, _, candidates = name.split("-")[1].partition("x")
+        neighbours = int(neighbours)
+        options = {"max_candidates": int(candidates)} if candidates else {}
         compile_s = compile_pynndescent(neighbours)
 
         def build(x):
             found, _ = pynndescent.NNDescent(x, n_neighbors=neighbours + 1, random_state=0,
-                                             n_jobs=-1).neighbor_graph
+                                             n_jobs=-1, **options).neighbor_graph
             return without_self(found, k), {}
         return build, {"compile_s": compile_s}
     import faiss
