@@ -46,7 +46,8 @@ def test_exact_equals_brute_force(data):
 
 def test_exact_in_many_small_blocks_is_unchanged(monkeypatch):
     data = random_data(n=200)
-    monkeypatch.setattr(_knn, "_BLOCK_BYTES", 4 * 200 * 7)  # 7 queries per block
+    monkeypatch.setattr(_knn, "_EXACT_TILE_BYTES", 4 * 200 * 7)  # blocks of 31 queries, tiles of 32 points
+    monkeypatch.setattr(_knn, "_BLOCK_BYTES", 4 * 200 * 7)  # `_rank` in sub-blocks of 4 rows
     graph = NeighborGraph.build(data, k=5, method="exact", verbose=0)
     np.testing.assert_array_equal(graph.indices, brute_force(data, 5)[0])
 
@@ -216,16 +217,29 @@ def test_non_finite_values_name_the_first_bad_row():
         NeighborGraph.build(data, k=3, features=np.ones((20, 2)), verbose=0)
 
 
-@pytest.mark.parametrize("block_bytes", [4 * 64 * 50, 4 * 700 * 52], ids=["blocks", "one-block"])
-def test_exact_merges_tiles_of_the_points(block_bytes, monkeypatch):
+@pytest.mark.parametrize("tile_bytes", [4 * 64 * 52, 4 * 700 * 52], ids=["blocks", "one-block"])
+def test_exact_merges_tiles_of_the_points(tile_bytes, monkeypatch):
     data = clustered_data(n=700, dim=12)
     monkeypatch.setattr(_knn, "_EXACT_QUERY_BLOCK", 64)
-    # blocks of 64 queries and tiles of 50 points; or all 700 queries, tiles of 52 points
-    monkeypatch.setattr(_knn, "_BLOCK_BYTES", block_bytes)
+    # blocks of 64 queries, or all 700 queries in one; either way tiles of 48 points
+    # (52 rounded down to whole groups of 16) and a last one of 28
+    monkeypatch.setattr(_knn, "_EXACT_TILE_BYTES", tile_bytes)
     graph = NeighborGraph.build(data, k=6, method="exact", verbose=0)
     indices, distances = brute_force(data, 6)
     np.testing.assert_array_equal(graph.indices, indices)
     assert_close(graph.distances, distances)
+
+
+def test_exact_by_grouped_tiles_keeps_ties_by_index(monkeypatch):
+    # Integer points: many equal distances, all computed exactly. Tiles of 480
+    # points (top-k by groups: 480 >= 64 (2k + 1)) and a last one of 80 (plain top_k).
+    data = np.random.default_rng(5).integers(0, 3, size=(2000, 6)).astype(np.float32)
+    rows = np.arange(0, 2000, 20)
+    monkeypatch.setattr(_knn, "_EXACT_TILE_BYTES", 4 * 100 * 480)
+    indices, distances = _knn.exact(data, rows, 3)
+    truth, truth_distances = brute_force(data, 3)
+    np.testing.assert_array_equal(indices, truth[rows])
+    assert_close(distances, truth_distances[rows])
 
 
 @pytest.mark.parametrize("width", [64 * 21 - 1, 64 * 21 + 5])  # plain top_k, then by groups
