@@ -242,6 +242,44 @@ def test_exact_by_grouped_tiles_keeps_ties_by_index(monkeypatch):
     assert_close(distances, truth_distances[rows])
 
 
+@pytest.mark.parametrize("bfloat16", [True, False], ids=["bfloat16", "float32"])
+@pytest.mark.parametrize("data", [
+    np.random.default_rng(6).integers(0, 3, size=(1500, 8)).astype(np.float32),  # ties at the radius
+    np.random.default_rng(7).random((1500, 300)).astype(np.float32) ** 4,  # image-like, in [0, 1]
+    np.random.default_rng(8).normal(size=(1500, 40)) + 30.0,  # float64, far from the origin
+], ids=["integer", "image-like", "offset"])
+def test_within_radius_of_the_kth_distance_is_exact(data, bfloat16, monkeypatch):
+    # The tightest valid radius, each row's true 5th distance: every point at it
+    # must pass the rounded filter, and ties go by index. Tiles of 97 points.
+    monkeypatch.setattr(_knn, "_bfloat16_scores", lambda: bfloat16)
+    rows = np.arange(3, 1500, 11)
+    monkeypatch.setattr(_knn, "_EXACT_TILE_BYTES", 4 * len(rows) * 97)
+    truth, truth_distances = brute_force(data, 5)
+    radius = truth_distances[rows, -1].astype(np.float32)
+    np.testing.assert_array_equal(_knn.within_radius(data, rows, 5, radius), truth[rows])
+
+
+def test_within_radius_too_small_falls_back_to_exact_search():
+    data = random_data(n=500, shape=(6,))
+    rows = np.arange(0, 500, 7)
+    radius = np.zeros(len(rows), np.float32)
+    np.testing.assert_array_equal(_knn.within_radius(data, rows, 4, radius), brute_force(data, 4)[0][rows])
+
+
+def test_bfloat16_scores_need_float32_sums():
+    import ml_dtypes
+    import tensorflow as tf
+
+    def summing_in_bfloat16(a, b):  # each partial sum rounded to bfloat16, in order
+        total = ml_dtypes.bfloat16(0)
+        for term in (np.asarray(a, np.float32)[0] * np.asarray(b, np.float32)[:, 0]):
+            total = ml_dtypes.bfloat16(np.float32(total) + term)
+        return np.array([[total]], np.float32)
+
+    assert _knn._sums_in_float32(tf.matmul)
+    assert not _knn._sums_in_float32(summing_in_bfloat16)
+
+
 @pytest.mark.parametrize("width", [64 * 21 - 1, 64 * 21 + 5])  # plain top_k, then by groups
 def test_smallest_entries_match_a_full_sort_with_ties_by_index(width):
     import tensorflow as tf
