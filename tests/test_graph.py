@@ -259,6 +259,14 @@ def test_within_radius_of_the_kth_distance_is_exact(data, bfloat16, monkeypatch)
     np.testing.assert_array_equal(_knn.within_radius(data, rows, 5, radius), truth[rows])
 
 
+@pytest.mark.parametrize("width", [64, 61])
+def test_true_entries_of_a_mask_match_argwhere(width):
+    import tensorflow as tf
+
+    mask = np.random.default_rng(9).random((13, width)) < 0.05
+    np.testing.assert_array_equal(_knn._true_entries(tf.constant(mask)), np.argwhere(mask))
+
+
 def test_within_radius_too_small_falls_back_to_exact_search():
     data = random_data(n=500, shape=(6,))
     rows = np.arange(0, 500, 7)
