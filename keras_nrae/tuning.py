@@ -23,14 +23,12 @@ import dataclasses
 import hashlib
 import itertools
 import json
-import os
 import time
-import warnings
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from keras_nrae._files import FileFormatError
+from keras_nrae._records import append_record, read_records
 from keras_nrae.finite import NonFiniteError
 from keras_nrae.graph import NeighborGraph
 from keras_nrae.metrics import reconstruction_mse
@@ -107,33 +105,9 @@ def _key(recipe: Recipe, seed: int, data: str) -> str:
 
 
 def _read_trials(path: str) -> Dict[str, dict]:
-    """{key: trial} of a grid_search file; an incomplete last line (a run killed while writing it) is cut off."""
-    if not os.path.isfile(path):
-        return {}
-    with open(path, "rb") as f:
-        data = f.read()
-    *lines, torn = data.split(b"\n")
-    if torn:
-        warnings.warn(f"{path}: its incomplete last line is cut off; that trial runs again.", stacklevel=3)
-        os.truncate(path, len(data) - len(torn))
-    trials = {}
-    for number, line in enumerate(lines, 1):
-        try:
-            entry = json.loads(line)
-            trials[entry["key"]] = {field: entry[field] for field in ("validation_mse", "divergence", "seconds")}
-        except (KeyError, TypeError, ValueError) as error:
-            raise FileFormatError(
-                f"{path}, line {number}, is not a grid_search trial ({type(error).__name__}: {error}): "
-                f"delete that line (its trial runs again) or the file (every trial does)."
-            ) from error
-    return trials
-
-
-def _append(path: str, entry: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(entry) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    """{key: trial} of a grid_search file (see `keras_nrae._records.read_records`)."""
+    records = read_records(path, ("key", "validation_mse", "divergence", "seconds"), "grid_search trial")
+    return {record.pop("key"): record for record in records}
 
 
 def validation_mse(run: Run, x_val: np.ndarray) -> float:
@@ -214,7 +188,7 @@ def grid_search(
         else:
             trial, model = run(changes, candidate)
             if path:
-                _append(path, {"key": key, "validation_mse": trial.validation_mse,
+                append_record(path, {"key": key, "validation_mse": trial.validation_mse,
                                "divergence": trial.divergence, "seconds": trial.seconds})
         if np.isfinite(trial.validation_mse) and trial.validation_mse < best_mse:
             best_mse, best_model = trial.validation_mse, model

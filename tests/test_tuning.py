@@ -91,7 +91,7 @@ def test_a_torn_last_line_is_cut_and_a_corrupt_line_is_refused(tmp_path):
     grid_search(x_fit, x_val, RECIPE, {"k": [3]}, path=str(path), log=None)
     complete = path.read_text()
     path.write_text(complete + '{"key": "half a li')
-    with pytest.warns(UserWarning, match="incomplete last line"):
+    with pytest.warns(UserWarning, match="line 2, is incomplete"):
         grid_search(x_fit, x_val, RECIPE, {"k": [3]}, path=str(path), log=None)
     assert path.read_text() == complete
     path.write_text("not json\n" + complete)

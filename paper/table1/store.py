@@ -1,12 +1,9 @@
 """`CellStore`: the harness's finished cells in a JSON-lines file, so that a killed run resumes where it stopped."""
 
-import json
-import os
-import warnings
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
-from keras_nrae import FileFormatError
+from keras_nrae._records import append_record, read_records
 
 from paper.table1.protocol import BenchmarkConfig
 
@@ -33,7 +30,7 @@ class CellStore:
     def __init__(self, path: Optional[Path], config: BenchmarkConfig):
         self.path, self.config, self.values = path, repr(config), {}
         if path is not None and path.is_file():
-            for entry in _read_cells(path):
+            for entry in read_records(path, ("config", "key", "value"), "benchmark cell"):
                 if entry["config"] == self.config:
                     self.values[entry["key"]] = entry["value"]
 
@@ -48,30 +45,4 @@ class CellStore:
     def put(self, key: str, value) -> None:
         self.values[key] = value
         if self.path is not None:
-            with open(self.path, "a") as f:
-                f.write(json.dumps({"config": self.config, "key": key, "value": value}) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-
-
-def _read_cells(path: Path) -> List[dict]:
-    """The cells in the lines of path, a `CellStore` file; a torn last line is cut from it."""
-    data = path.read_bytes()
-    *lines, torn = data.split(b"\n")
-    if torn:
-        warnings.warn(
-            f"{path}, line {len(lines) + 1}, is incomplete (a run was killed while writing it): "
-            f"cut from the file, so its cell is computed again.", stacklevel=3,
-        )
-        os.truncate(path, len(data) - len(torn))
-    cells = []
-    for number, line in enumerate(lines, 1):
-        try:
-            entry = json.loads(line)
-            cells.append({field: entry[field] for field in ("config", "key", "value")})
-        except (KeyError, TypeError, ValueError) as error:
-            raise FileFormatError(
-                f"{path}, line {number}, is not a benchmark cell ({type(error).__name__}: {error}): "
-                f"delete that line (its cell is computed again) or the file (every cell is)."
-            ) from error
-    return cells
+            append_record(self.path, {"config": self.config, "key": key, "value": value})
