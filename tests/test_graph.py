@@ -274,6 +274,22 @@ def test_within_radius_too_small_falls_back_to_exact_search():
     np.testing.assert_array_equal(_knn.within_radius(data, rows, 4, radius), brute_force(data, 4)[0][rows])
 
 
+def test_within_radius_sends_rows_crowded_by_duplicates_to_exact_search(monkeypatch):
+    # 400 copies of one point: each of them passes 399 others at distance 0, more
+    # than the cap of 50, so those rows are searched exactly (ties by index).
+    data = np.concatenate([np.ones((400, 5)), random_data(n=200, shape=(5,))]).astype(np.float32)
+    rows = np.arange(0, 600, 9)
+    monkeypatch.setattr(_knn, "_WITHIN_RADIUS_MAX_PASSING", 50)
+    monkeypatch.setattr(_knn, "_EXACT_TILE_BYTES", 4 * len(rows) * 64)
+    searched = []
+    exact = _knn.exact
+    monkeypatch.setattr(_knn, "exact", lambda points, rows, k: searched.append(rows) or exact(points, rows, k))
+    truth, truth_distances = brute_force(data, 3)
+    found = _knn.within_radius(data, rows, 3, truth_distances[rows, -1].astype(np.float32))
+    np.testing.assert_array_equal(found, truth[rows])
+    np.testing.assert_array_equal(searched[0], rows[rows < 400])
+
+
 def test_bfloat16_scores_need_float32_sums():
     import ml_dtypes
     import tensorflow as tf
