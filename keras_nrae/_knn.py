@@ -29,10 +29,10 @@ _EXACT_TILE_BYTES = 64 * 2**20
 _EXACT_QUERY_BLOCK = 256
 # `exact` on at most this many queries (recall samples) takes them in one block.
 _EXACT_ONE_BLOCK = 2048
-# `within_radius`: its scores in bfloat16 where `_bfloat16_scores` (2.1x the float32
-# matmul's speed for 1,000 x 784 x 60,000 on this machine's AVX512-BF16 cores).
-# Rows passing more points than this (duplicates at distance 0, a radius far too
-# large) go to `exact`: at most this many (row, point) pairs per row are held.
+# `within_radius`: rows passing more points than this (duplicates at distance 0, a
+# radius far too large) go to `exact`, so at most this many pairs per row are held;
+# its scores in bfloat16 where `_bfloat16_scores` (2.1x the float32 matmul's speed
+# for 1,000 x 784 x 60,000 on this machine's AVX512-BF16 cores).
 _WITHIN_RADIUS_MAX_PASSING = 4096
 _BFLOAT16_CPU_FLAGS = re.compile(r"\b(avx512_bf16|amx_bf16)\b")
 # `_smallest`: rows at least this many times m wide are cut into groups of _TOP_GROUP.
@@ -569,19 +569,19 @@ def within_radius(points: np.ndarray, rows: np.ndarray, k: int, radius: np.ndarr
     threshold = (np.square(radius.astype(np.float64)) * (1 + 2 * (features + 2) * 2.0**-24)
                  - (1 - slack) * query_sq_norms)
     threshold = tf.cast(threshold + 2.0**-7 * np.abs(threshold), dtype)[:, None]  # rounds up
-    weights = tf.cast(np.concatenate([-2 * query, np.ones((len(rows), 1))], axis=1), dtype)
+    query_and_one = tf.cast(np.concatenate([-2 * query, np.ones((len(rows), 1))], axis=1), dtype)
     points_per_tile = max(1, min(_BLOCK_BYTES // (4 * features), _EXACT_TILE_BYTES // (4 * len(rows))))
     passed, counts = [], np.zeros(len(rows), np.int64)
     for first in range(0, n, points_per_tile):
         tile = tf.constant(points[first:first + points_per_tile], tf.float32) - centre
         columns = tf.concat([tile, (1 - slack) * tf.reduce_sum(tf.square(tile), axis=1, keepdims=True)], 1)
-        scores = tf.matmul(weights, tf.cast(columns, dtype), transpose_b=True)
+        scores = tf.matmul(query_and_one, tf.cast(columns, dtype), transpose_b=True)
         passed.append(_true_entries(scores <= threshold) + [0, first])
         counts += np.bincount(passed[-1][:, 0], minlength=len(rows))
-        if (counts > _WITHIN_RADIUS_MAX_PASSING).any():  # those rows pass nothing more
-            threshold = tf.where((counts > _WITHIN_RADIUS_MAX_PASSING)[:, None], tf.constant(-np.inf, dtype), threshold)
+        crowded = counts > _WITHIN_RADIUS_MAX_PASSING
+        if crowded.any():  # those rows pass nothing more
+            threshold = tf.where(crowded[:, None], tf.constant(-np.inf, dtype), threshold)
     at, candidate = np.concatenate(passed).T
-    crowded = counts > _WITHIN_RADIUS_MAX_PASSING
     keep = (candidate != rows[at]) & ~crowded[at]
     at, candidate = at[keep], candidate[keep]
     distances = np.empty(len(at), points.dtype)
