@@ -626,11 +626,15 @@ def _score_round_off(dtype: tf.DType, features: int) -> float:
 @functools.lru_cache(maxsize=None)
 def _bfloat16_scores() -> bool:
     """Whether `within_radius` scores in bfloat16: where the CPU multiplies it natively
-    (Linux flags avx512_bf16 or amx_bf16) and TensorFlow's bfloat16 matmul sums in float32."""
+    (Linux flags avx512_bf16 or amx_bf16), TensorFlow runs it through oneDNN (without,
+    as with TF_ENABLE_ONEDNN_OPTS=0, bfloat16 is 1.4x slower than float32) and its
+    bfloat16 matmul sums in float32."""
     try:
+        from tensorflow.python.util import _pywrap_util_port
+
         with open("/proc/cpuinfo") as cpuinfo:
-            native = bool(_BFLOAT16_CPU_FLAGS.search(cpuinfo.read()))
-    except OSError:
+            native = bool(_BFLOAT16_CPU_FLAGS.search(cpuinfo.read())) and _pywrap_util_port.IsMklEnabled()
+    except (ImportError, AttributeError, OSError):
         native = False
     return native and _sums_in_float32(tf.matmul)
 
