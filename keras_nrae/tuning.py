@@ -28,7 +28,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from keras_nrae._records import append_record, read_records
+from keras_nrae.records import append_record, read_records
 from keras_nrae.finite import NonFiniteError
 from keras_nrae.graph import NeighborGraph
 from keras_nrae.metrics import reconstruction_mse
@@ -105,7 +105,7 @@ def _key(recipe: Recipe, seed: int, data: str) -> str:
 
 
 def _read_trials(path: str) -> Dict[str, dict]:
-    """{key: trial} of a grid_search file (see `keras_nrae._records.read_records`)."""
+    """{key: trial} of a grid_search file (see `keras_nrae.records.read_records`)."""
     records = read_records(path, ("key", "validation_mse", "divergence", "seconds"), "grid_search trial")
     return {record.pop("key"): record for record in records}
 

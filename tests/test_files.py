@@ -459,3 +459,15 @@ def test_a_file_never_replaces_a_folder(tmp_path):
         with atomic_open(tmp_path / "out") as f:
             f.write("y")
     assert os.listdir(tmp_path) == ["out"] and (tmp_path / "out" / "keep").read_text() == "x"
+
+
+def test_records_read_back_what_was_appended_and_a_missing_file_has_none(tmp_path):
+    from keras_nrae.records import append_record, read_records
+
+    path = tmp_path / "runs.jsonl"
+    assert read_records(path, ("key",), "run") == []
+    append_record(path, {"key": "a", "mse": 0.5, "extra": 1})
+    append_record(path, {"key": "b", "mse": 0.25})
+    assert read_records(path, ("key", "mse"), "run") == [{"key": "a", "mse": 0.5}, {"key": "b", "mse": 0.25}]
+    with raises(FileFormatError, path, "line 2, is not a run", "KeyError"):
+        read_records(path, ("key", "extra"), "run")

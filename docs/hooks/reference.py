@@ -32,6 +32,7 @@ EXTRA_MODULES = [
     "keras_nrae.paper.image_benchmark",
     "keras_nrae.cli",
     "keras_nrae.demo",
+    "keras_nrae.records",
 ]
 
 # Files outside docs/ that pages show: {path in the site: path in the repository}.

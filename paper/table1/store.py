@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Optional
 
-from keras_nrae._records import append_record, read_records
+from keras_nrae.records import append_record, read_records
 
 from paper.table1.protocol import BenchmarkConfig
 

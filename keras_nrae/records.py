@@ -1,6 +1,11 @@
-"""Append-only JSON-lines files of finished work (grid-search trials, benchmark
-cells): each record one line, flushed to disk, so that a killed run resumes
-where it stopped and loses at most the record it was writing."""
+"""Append-only JSON-lines files of finished work, as `keras_nrae.tuning.grid_search`
+keeps its trials (and the Table 1 harness its cells): each record one line,
+flushed to disk, so that a killed run resumes where it stopped and loses at
+most the record it was writing.
+
+    done = {r["key"]: r["mse"] for r in read_records("runs.jsonl", ("key", "mse"), "run")}
+    append_record("runs.jsonl", {"key": key, "mse": mse})  # after each finished run
+"""
 
 import json
 import os
@@ -8,6 +13,8 @@ import warnings
 from typing import List, Sequence
 
 from keras_nrae._files import FileFormatError
+
+__all__ = ["append_record", "read_records"]
 
 
 def append_record(path, record: dict) -> None:
