@@ -563,8 +563,9 @@ def within_radius(points: np.ndarray, rows: np.ndarray, k: int, radius: np.ndarr
     n, features = points.shape
     dtype = tf.bfloat16 if _bfloat16_scores() else tf.float32
     slack = _score_round_off(dtype, features)
-    centre = points[rows].mean(axis=0, dtype=np.float64).astype(np.float32)
-    query = points[rows] - centre.astype(np.float64)
+    query = points[rows]
+    centre = query.mean(axis=0, dtype=np.float64).astype(np.float32)
+    query = query - centre.astype(np.float64)
     query_sq_norms = np.einsum("bf,bf->b", query, query)
     threshold = (np.square(radius.astype(np.float64)) * (1 + 2 * (features + 2) * 2.0**-24)
                  - (1 - slack) * query_sq_norms)
