@@ -31,7 +31,7 @@ SECOND_SETTING = {
 
 def test_sensitive_tests_pass_with_onednn_off_and_one_thread():
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *SENSITIVE],
+        [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", *SENSITIVE],
         cwd=ROOT, env={**os.environ, **SECOND_SETTING}, capture_output=True, text=True, timeout=900,
     )
     assert result.returncode == 0, result.stdout[-4000:]  # 0: every listed test ran and passed
