@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_nrae import baselines
 from keras_nrae.architectures import mlp_autoencoder
 from keras_nrae.baselines import (
     Autoencoder,
@@ -350,3 +351,21 @@ def test_phate_target_embedding():
     target = target_embedding(x, 2, method="phate", k=5)
     assert target.shape == (60, 2)
     np.testing.assert_allclose(target.std(0), 1, atol=1e-5)
+
+
+def test_target_embedding_rtol_leaves_near_empty_columns_near_zero(monkeypatch):
+    # Columns 2, 3 hold 1e-4 of the others' std: z-scored (the authors' default)
+    # they weigh as much as the geometry; with rtol they stay centred / max std.
+    rng = np.random.default_rng(11)
+    geometry = rng.standard_normal((50, 2)) * [3.0, 1.0]
+    raw = np.hstack([geometry, 1e-4 * rng.standard_normal((50, 2))]) + 5.0
+    monkeypatch.setattr(baselines, "spectral_embedding", lambda graph, dim, seed=0: raw)
+    x = rng.uniform(size=(50, 3)).astype("float32")
+    target = target_embedding(x, 4, k=5, rtol=1e-3)
+    centred = raw - raw.mean(0)
+    np.testing.assert_allclose(target[:, :2], centred[:, :2] / centred[:, :2].std(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(target[:, 2:], centred[:, 2:] / centred[:, 0].std(), rtol=1e-5, atol=1e-10)
+    assert np.abs(target[:, 2:]).max() < 1e-3
+    authors = target_embedding(x, 4, k=5)
+    np.testing.assert_allclose(authors.std(0), 1, atol=1e-5)
+    np.testing.assert_allclose(authors[:, 2:], centred[:, 2:] / centred[:, 2:].std(0), rtol=1e-4, atol=1e-5)
