@@ -401,7 +401,7 @@ def target_embedding(
     GRAE authors use. Each column is z-scored (mean 0, std 1), as they do.
     That gives a column holding almost none of the embedding's variance the
     weight of the leading one (PHATE of 3,600 CIFAR-10 images in 128 columns:
-    the 8th has 5e-4 of the 1st's std, the 40th 7e-7). With rtol, columns
+    the 8th has 5e-4 of the 1st's std, the 40th 6e-7). With rtol, columns
     whose std is below rtol × the largest are centred and divided by the
     largest std instead (≈ 0, as in the raw embedding).
     """
