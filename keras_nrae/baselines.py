@@ -405,6 +405,8 @@ def target_embedding(
     whose std is below rtol × the largest are centred and divided by the
     largest std instead (≈ 0, as in the raw embedding).
     """
+    if rtol is not None:
+        rtol = non_negative(rtol, "rtol")
     x = np.asarray(x)
     if method == "spectral":
         embedding = spectral_embedding(NeighborGraph.build(x, k=k, verbose=0), dim, seed=seed)

@@ -366,6 +366,8 @@ def test_target_embedding_rtol_leaves_near_empty_columns_near_zero(monkeypatch):
     np.testing.assert_allclose(target[:, :2], centred[:, :2] / centred[:, :2].std(0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(target[:, 2:], centred[:, 2:] / centred[:, 0].std(), rtol=1e-5, atol=1e-10)
     assert np.abs(target[:, 2:]).max() < 1e-3
+    with pytest.raises(ValueError, match="rtol"):
+        target_embedding(x, 4, k=5, rtol=-1.0)
     authors = target_embedding(x, 4, k=5)
     np.testing.assert_allclose(authors.std(0), 1, atol=1e-5)
     np.testing.assert_allclose(authors[:, 2:], centred[:, 2:] / centred[:, 2:].std(0), rtol=1e-4, atol=1e-5)
